@@ -1,0 +1,88 @@
+"""PCD's two readings of the stage schedule, as objects that give ``group_counts`` per epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["both", "f2c", "c2f"]
+DIRECTIONS: tuple[str, ...] = ("both", "f2c", "c2f")
+
+
+def _check(stages: int, directions: str) -> None:
+    if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
+        raise ValueError(f"stages must be a positive integer, got {stages!r}")
+    if directions not in DIRECTIONS:
+        raise ValueError(f"directions must be one of {', '.join(DIRECTIONS)}; got {directions!r}")
+
+
+def fine_to_coarse(stages: int) -> list[int]:
+    """F2C visits k = S, S-1, ..., 1 groups."""
+    return list(range(stages, 0, -1))
+
+
+def coarse_to_fine(stages: int) -> list[int]:
+    """C2F visits k = 1, 2, ..., S groups."""
+    return list(range(1, stages + 1))
+
+
+@dataclass(frozen=True)
+class JointSchedule:
+    """Every step uses every stage of the selected passes.
+
+    ``both`` is F2C followed by C2F; both passes hold the same stages, so the loss computes
+    each stage once with weight 2 (pcd_loss merges repeated k).
+    """
+
+    stages: int
+    directions: Direction = "both"
+
+    def __post_init__(self) -> None:
+        _check(self.stages, self.directions)
+
+    def group_counts(self, epoch: int) -> list[int]:
+        """The stage list for ``epoch`` (the same for every epoch)."""
+        if self.directions == "f2c":
+            return fine_to_coarse(self.stages)
+        if self.directions == "c2f":
+            return coarse_to_fine(self.stages)
+        return fine_to_coarse(self.stages) + coarse_to_fine(self.stages)
+
+
+@dataclass(frozen=True)
+class PhasedSchedule:
+    """The curriculum reading: training is cut into consecutive phases of one stage each.
+
+    ``both``: 2S phases, k = S, ..., 1 then k = 1, ..., S; ``f2c`` / ``c2f``: S phases, one
+    pass stretched over the whole training. Epochs count from 1; epoch e belongs to phase
+    ``floor((e - 1) * P / epochs)``, so phase lengths differ by at most one epoch when P does
+    not divide the epoch count (and a phase can be empty when epochs < P).
+    """
+
+    stages: int
+    epochs: int
+    directions: Direction = "both"
+
+    def __post_init__(self) -> None:
+        _check(self.stages, self.directions)
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+
+    @property
+    def phases(self) -> list[int]:
+        """The k of each phase, in order."""
+        if self.directions == "f2c":
+            return fine_to_coarse(self.stages)
+        if self.directions == "c2f":
+            return coarse_to_fine(self.stages)
+        return fine_to_coarse(self.stages) + coarse_to_fine(self.stages)
+
+    def phase_index(self, epoch: int) -> int:
+        if epoch < 1:
+            raise ValueError(f"epochs count from 1, got {epoch}")
+        phases = len(self.phases)
+        return min((epoch - 1) * phases // self.epochs, phases - 1)
+
+    def group_counts(self, epoch: int) -> list[int]:
+        """The single stage active in ``epoch``."""
+        return [self.phases[self.phase_index(epoch)]]
