@@ -1,0 +1,63 @@
+"""``pcd data ...``: dataset commands (a typer sub-app, mounted by the main CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pcd_core.data.datasets import DATASET_NAMES, load_dataset
+from pcd_core.data.download import ARCHIVES, download_dataset
+from pcd_core.data.errors import DatasetError
+
+data_app = typer.Typer(
+    help="Datasets: download the CIFAR archives, inspect what a loader sees.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code=1)
+
+
+@data_app.callback()
+def _data() -> None:
+    """Datasets: download the CIFAR archives, inspect what a loader sees."""
+
+
+@data_app.command("download")
+def download(
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(ARCHIVES)}")],
+    root: Annotated[Path, typer.Option("--root", help="folder to download and unpack into")],
+    url: Annotated[str | None, typer.Option("--url", help="archive URL (a mirror)")] = None,
+    md5: Annotated[str | None, typer.Option("--md5", help="expected md5 of the archive")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Download, verify (md5) and unpack a dataset archive into ROOT."""
+    try:
+        folder = download_dataset(name, root, url=url, md5=md5, progress=progress)
+    except (DatasetError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    typer.echo(str(folder))
+
+
+@data_app.command("info")
+def info(
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(DATASET_NAMES)}")],
+    root: Annotated[Path | None, typer.Option("--root", help="data folder")] = None,
+    split: Annotated[str, typer.Option("--split", help="train or test")] = "train",
+) -> None:
+    """Load a split and print its size, shape, classes and normalisation statistics."""
+    try:
+        data = load_dataset(name, split, root)
+    except (DatasetError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    c, h, w = data.images.shape[1:]
+    typer.echo(f"{data.name} {split}: {len(data)} images, {c}x{h}x{w}, {data.num_classes} classes")
+    typer.echo("mean " + " ".join(f"{m:.4f}" for m in data.mean))
+    typer.echo("std  " + " ".join(f"{s:.4f}" for s in data.std))
