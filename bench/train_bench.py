@@ -1,0 +1,177 @@
+"""Cost of a distillation training step per method, and what the teacher-logit bank saves.
+
+1. Seconds per training step (student forward+backward+SGD, teacher forward) for
+   resnet32x4 -> resnet8x4 on 32x32x3 batches with ce, kd, dkd, pcd S=3 and S=5, measured
+   side by side (methods interleaved round-robin, medians), as ratios to ce.
+2. The epoch time of a kd run with and without a prefilled teacher-logit bank.
+
+    python bench/train_bench.py [--device cuda] [--batch 64] [--batch 512] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pcd_core.data import DeviceLoader, ImageData
+from pcd_core.methods import build_method
+from pcd_core.models import build_model
+from pcd_core.train import Distiller, LogitBank
+
+app = typer.Typer(add_completion=False)
+console = Console()
+
+METHODS = {
+    "ce": ("ce", {}),
+    "kd": ("kd", {}),
+    "dkd": ("dkd", {"warmup": 0}),
+    "pcd S=3": ("pcd", {"stages": 3, "warmup": 0}),
+    "pcd S=5": ("pcd", {"stages": 5, "warmup": 0}),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _random_cifar(n: int, classes: int = 100, seed: int = 0) -> ImageData:
+    gen = torch.Generator().manual_seed(seed)
+    return ImageData(
+        images=torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8),
+        labels=torch.randint(0, classes, (n,), generator=gen),
+        num_classes=classes,
+        class_names=[str(i) for i in range(classes)],
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        name="random",
+    )
+
+
+def _step_times(device, batch, rounds, steps, amp) -> dict[str, list[float]]:
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    teacher = build_model("resnet32x4", 100).to(device, memory_format=fmt)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt)
+    labels = torch.randint(0, 100, (batch,), generator=gen).to(device)
+    runs = {}
+    for label, (name, options) in METHODS.items():
+        torch.manual_seed(0)
+        student = build_model("resnet8x4", 100).to(device, memory_format=fmt)
+        teacher_arg = teacher if name != "ce" else None
+        distiller = Distiller(student, teacher_arg, build_method(name, options)).train()
+        opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
+        runs[label] = (distiller, opt)
+
+    def step(distiller, opt):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            _, losses = distiller.forward_train(images, labels, epoch=5, total_epochs=10)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    for distiller, opt in runs.values():  # warm-up
+        step(distiller, opt)
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, (distiller, opt) in runs.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(distiller, opt)
+            _sync(device)
+            times[label].append((time.perf_counter() - start) / steps)
+    return times
+
+
+def _bank_epoch(device, batch, n_images, amp) -> tuple[float, float]:
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    data = _random_cifar(n_images)
+    loader = DeviceLoader(
+        data,
+        None,
+        batch,
+        shuffle=True,
+        augment=True,
+        seed=0,
+        device=device,
+        channels_last=device.type == "cuda",
+    )
+    teacher = build_model("resnet32x4", 100).to(device, memory_format=fmt).eval()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bank = LogitBank(Path(tmp), "bench", "random")
+        bank.build(1, teacher, loader, size=n_images, amp=amp)  # prefill, as a study does once
+        for use_bank in (False, True, False, True):
+            torch.manual_seed(0)
+            student = build_model("resnet8x4", 100).to(device, memory_format=fmt)
+            distiller = Distiller(student, teacher, build_method("kd")).train()
+            opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
+            _sync(device)
+            start = time.perf_counter()
+            logits_bank = bank.load(1, device) if use_bank else None
+            for b in loader.epoch(1):
+                t_logits = None if logits_bank is None else logits_bank[b.index].float()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    _, losses = distiller.forward_train(
+                        b.images, b.labels, epoch=1, total_epochs=1, teacher_logits=t_logits
+                    )
+                opt.zero_grad(set_to_none=True)
+                sum(losses.values()).backward()
+                opt.step()
+            _sync(device)
+            out.setdefault(use_bank, []).append(time.perf_counter() - start)
+    return min(out[False]), min(out[True])
+
+
+@app.command()
+def main(
+    device: str = typer.Option("cuda" if torch.cuda.is_available() else "cpu"),
+    batch: list[int] = typer.Option([64], help="batch sizes"),
+    rounds: int = typer.Option(3, help="round-robin rounds (median over rounds)"),
+    steps: int = typer.Option(3, help="steps per method per round"),
+    bank_images: int = typer.Option(1024, help="images in the logit-bank epoch"),
+    amp: bool = typer.Option(None, help="bf16 autocast (default: on for CUDA)"),
+) -> None:
+    """Print the training-step and logit-bank tables."""
+    dev = torch.device(device)
+    use_amp = dev.type == "cuda" if amp is None else amp
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else (f"CPU, {torch.get_num_threads()} threads")
+    )
+    for b in batch:
+        times = _step_times(dev, b, rounds, steps, use_amp)
+        ce = statistics.median(times["ce"])
+        table = Table(
+            title=f"resnet32x4 -> resnet8x4, batch {b}, {name}, bf16={use_amp}: "
+            f"median of {rounds} rounds x {steps} steps"
+        )
+        for col in ("method", "s/step", "images/s", "ratio to ce", "ratio to kd"):
+            table.add_column(col, justify="right")
+        kd = statistics.median(times["kd"])
+        for label, ts in times.items():
+            med = statistics.median(ts)
+            table.add_row(
+                label, f"{med:.4f}", f"{b / med:.0f}", f"{med / ce:.3f}", f"{med / kd:.3f}"
+            )
+        console.print(table)
+    without, with_bank = _bank_epoch(dev, batch[0], bank_images, use_amp)
+    table = Table(title=f"kd epoch of {bank_images} images, batch {batch[0]} (best of 2)")
+    for col in ("teacher logits", "seconds", "ratio"):
+        table.add_column(col, justify="right")
+    table.add_row("teacher forward each step", f"{without:.2f}", "1.000")
+    table.add_row("prefilled logit bank", f"{with_bank:.2f}", f"{with_bank / without:.3f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,88 @@
+"""Fixed-configuration method comparisons over seeds (the demo and bench/digits_compare.py).
+
+Model selection is on val (best-on-val epoch); test accuracy is read only for the selected
+weights and the last epoch, and reported as mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pcd_core.train import DataConfig, TrainConfig, train
+
+
+@dataclass
+class MethodSummary:
+    """One method's results over seeds."""
+
+    method: str
+    options: dict[str, Any]
+    val_top1: list[float] = field(default_factory=list)
+    test_top1_best_val: list[float] = field(default_factory=list)
+    test_top1_last: list[float] = field(default_factory=list)
+    test_hard_top1: list[float] = field(default_factory=list)
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` (sample std; 0 for one value)."""
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def train_teacher(
+    out: Path, *, arch: str, data: DataConfig, epochs: int, lr: float | None = None
+) -> Path:
+    """Train (or reuse, if its artifact exists) a teacher; returns the artifact path."""
+    artifact = out / "teacher.pt"
+    if artifact.is_file():
+        return artifact
+    result = train(TrainConfig(arch=arch, data=data, epochs=epochs, lr=lr), out)
+    assert result.teacher_artifact is not None
+    return result.teacher_artifact
+
+
+def compare_methods(
+    out: Path,
+    *,
+    teacher: Path,
+    student: str,
+    methods: Sequence[tuple[str, dict[str, Any]]],
+    seeds: Sequence[int],
+    data: DataConfig,
+    epochs: int,
+    lr: float | None = None,
+    on_run: Callable[[str, int, float], None] | None = None,
+) -> list[MethodSummary]:
+    """Distil ``student`` with each method for each seed (same data batches for all:
+    common random numbers), collecting val and test accuracies."""
+    summaries = []
+    for name, options in methods:
+        summary = MethodSummary(name, dict(options))
+        for seed in seeds:
+            config = TrainConfig(
+                arch=student,
+                data=data,
+                method=name,
+                method_options=dict(options),
+                teacher=teacher if name != "ce" else None,
+                epochs=epochs,
+                lr=lr,
+                seed=seed,
+            )
+            label = name + "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+            result = train(config, out / f"{label}-s{seed}")
+            summary.val_top1.append(result.best_val_top1)
+            summary.test_top1_best_val.append(float(result.test["best_val"]["top1"]))
+            summary.test_top1_last.append(float(result.test["last"]["top1"]))
+            if "hard_top1" in result.test["best_val"]:
+                summary.test_hard_top1.append(float(result.test["best_val"]["hard_top1"]))
+            if on_run is not None:
+                on_run(label, seed, result.best_val_top1)
+        summaries.append(summary)
+    return summaries

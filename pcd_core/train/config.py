@@ -1,0 +1,103 @@
+"""Run configuration: the standard CIFAR distillation recipe by default, every part overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pcd_core.data import DATASET_NAMES
+from pcd_core.methods import METHODS, parse_options
+from pcd_core.models import MODELS, model_family
+
+# MobileNet and ShuffleNet students use lr 0.01 in the standard recipe (CRD, mdistiller).
+_LOW_LR_FAMILIES = {"mobilenet", "shufflenet"}
+
+
+class DataConfig(BaseModel):
+    """Which data, how it is split, and how it is augmented."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("digits", description=f"one of {', '.join(DATASET_NAMES)}")
+    root: Path | None = Field(None, description="data folder (not needed for digits)")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held-out part of train")
+    seed: int = Field(0, ge=0, description="data seed: split, batch order, augmentation")
+    augment: bool | None = Field(None, description="crop+flip; default: per data set")
+    image_size: int = Field(32, ge=4, description="resize side, image folders only")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        key = name.strip().lower().replace("-", "_")
+        if key not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+        return key
+
+
+class TrainConfig(BaseModel):
+    """One training run: a teacher (method ``ce``) or a distilled student."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    arch: str = Field(..., description="model name from pcd_core.models")
+    method: str = Field("ce", description=f"one of {', '.join(METHODS)}")
+    method_options: dict[str, Any] = Field(default_factory=dict)
+    teacher: Path | None = Field(None, description="teacher checkpoint (distillation methods)")
+    teacher_hash: str | None = Field(None, description="expected content hash of the teacher")
+    epochs: int = Field(240, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float | None = Field(None, gt=0.0, description="default 0.05 (0.01 MobileNet/ShuffleNet)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    lr_milestones: tuple[float, ...] = Field(
+        (0.625, 0.75, 0.875), description="fractions of the epochs where lr is multiplied"
+    )
+    lr_gamma: float = Field(0.1, gt=0.0)
+    seed: int = Field(0, ge=0, description="model init and dropout seed")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    amp: bool | None = Field(None, description="bf16 autocast; default on for CUDA")
+    channels_last: bool | None = Field(None, description="default on for CUDA")
+    logit_bank: Path | None = Field(None, description="folder of cached teacher logits")
+    hard_class_fraction: float = Field(0.2, gt=0.0, le=1.0)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if arch not in MODELS:
+            raise ValueError(f"unknown model {arch!r}; see `pcd models list`")
+        return arch
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _fractions(cls, milestones: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < m < 1.0 for m in milestones) or list(milestones) != sorted(milestones):
+            raise ValueError("lr_milestones must be increasing fractions in (0, 1)")
+        return milestones
+
+    @model_validator(mode="after")
+    def _method(self) -> TrainConfig:
+        parse_options(self.method, self.method_options)  # raises MethodOptionError
+        needs_teacher = (
+            METHODS[self.method]
+            .factory(parse_options(self.method, self.method_options))
+            .needs_teacher
+        )
+        if needs_teacher and self.teacher is None:
+            raise ValueError(f"method {self.method!r} needs a teacher checkpoint (teacher=...)")
+        if not needs_teacher and self.teacher is not None:
+            raise ValueError(f"method {self.method!r} does not use a teacher; drop teacher=")
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        """The configured lr, or the recipe's default for this architecture."""
+        if self.lr is not None:
+            return self.lr
+        return 0.01 if model_family(self.arch) in _LOW_LR_FAMILIES else 0.05
+
+    def milestone_epochs(self) -> list[int]:
+        """Epochs after which the lr drops (150/180/210 of 240)."""
+        return sorted({max(1, round(m * self.epochs)) for m in self.lr_milestones})

@@ -1,0 +1,197 @@
+"""The trainer on real (digits) data: every method learns, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pcd_core.methods import build_method
+from pcd_core.models import build_model
+from pcd_core.train import (
+    CheckpointError,
+    Distiller,
+    StopRun,
+    TrainConfig,
+    load_teacher,
+    train,
+)
+from pcd_core.train.metrics import classification_metrics, hard_classes
+
+
+def test_teacher_artifact_records_itself(digits_teacher: Path) -> None:
+    model, info = load_teacher(digits_teacher)
+    assert info.arch == "cnn_small" and info.num_classes == 10 and info.dataset == "digits"
+    assert info.test_top1 > 85  # 4 epochs of a small CNN on digits
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not model.training
+    summary = json.loads((digits_teacher.parent / "summary.json").read_text())
+    assert summary["teacher_hash"] == info.content_hash
+    assert summary["test"]["best_val"]["epoch"] == summary["best_epoch"]
+
+
+@pytest.mark.parametrize(
+    "method,options",
+    [("ce", {}), ("kd", {}), ("dkd", {"warmup": 1}), ("pcd", {"warmup": 1})],
+)
+def test_each_method_learns_and_checkpoints(digits_teacher, tmp_path, method, options) -> None:
+    config = TrainConfig(
+        arch="mlp_32",
+        epochs=4,
+        lr=0.01,
+        method=method,
+        method_options=options,
+        teacher=digits_teacher if method != "ce" else None,
+    )
+    result = train(config, tmp_path)
+    first, best = result.history[0].val_top1, result.best_val_top1
+    assert best > 70, [h.val_top1 for h in result.history]
+    assert best >= first
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
+    assert set(result.test) == {"best_val", "last"}
+    assert result.test["best_val"]["epoch"] == result.best_epoch
+    assert result.test["last"]["epoch"] == 4
+    expected_terms = {"ce": {"ce"}, "kd": {"ce", "kd"}, "dkd": {"ce", "tckd", "nckd"}}
+    terms = set(result.history[-1].losses) - {"total"}
+    assert terms == expected_terms.get(method, {"ce", "pcd"})
+    if method != "ce":
+        assert result.history[-1].val_hard_top1 is not None
+
+
+def test_resume_is_bit_identical(digits_teacher, tmp_path) -> None:
+    config = TrainConfig(
+        arch="mlp_32",
+        epochs=4,
+        lr=0.01,
+        method="pcd",
+        teacher=digits_teacher,
+        method_options={"warmup": 2},
+    )
+    full = train(config, tmp_path / "full")
+    partial = train(config, tmp_path / "split", stop_after=2)
+    assert not partial.completed and len(partial.history) == 2
+    resumed = train(config, tmp_path / "split", resume=True)
+    assert resumed.completed and [h.epoch for h in resumed.history] == [1, 2, 3, 4]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [h.losses for h in full.history] == [h.losses for h in resumed.history]
+    assert full.test["last"]["top1"] == resumed.test["last"]["top1"]
+
+
+def test_resume_refuses_another_configuration(digits_teacher, tmp_path) -> None:
+    config = TrainConfig(arch="mlp_32", epochs=3, lr=0.01)
+    train(config, tmp_path, stop_after=1)
+    other = TrainConfig(arch="mlp_32", epochs=3, lr=0.02)
+    with pytest.raises(CheckpointError, match="different run configuration"):
+        train(other, tmp_path, resume=True)
+
+
+def test_callback_can_stop_a_run(tmp_path) -> None:
+    seen = []
+
+    def on_epoch_end(metrics, checkpoint_dir):
+        seen.append((metrics.epoch, checkpoint_dir))
+        if metrics.epoch == 2:
+            raise StopRun
+
+    result = train(
+        TrainConfig(arch="mlp_32", epochs=5, lr=0.01), tmp_path, on_epoch_end=on_epoch_end
+    )
+    assert [e for e, _ in seen] == [1, 2] and seen[0][1] == tmp_path
+    assert not result.completed and result.test == {}
+
+
+def test_teacher_is_frozen_by_construction(digits_teacher) -> None:
+    teacher, _ = load_teacher(digits_teacher)
+    student = build_model("mlp_32", 10, 1, 8)
+    distiller = Distiller(student, teacher, build_method("kd"))
+    distiller.train()
+    assert student.training and not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    # the teacher is not part of the trainable module: optimisers and checkpoints skip it
+    assert {id(p) for p in distiller.parameters()} == {id(p) for p in student.parameters()}
+    assert all(k.startswith("student.") for k in distiller.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    logits, losses = distiller.forward_train(x, torch.tensor([0, 1, 2, 3]), epoch=1, total_epochs=2)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert logits.shape == (4, 10)
+
+
+def test_teacher_verification(digits_teacher, tmp_path) -> None:
+    _, info = load_teacher(digits_teacher)
+    load_teacher(digits_teacher, expected_hash=info.content_hash[:12])
+    with pytest.raises(CheckpointError, match="not the requested"):
+        load_teacher(digits_teacher, expected_hash="0123456789ab")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_teacher(corrupt)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_teacher(tmp_path / "missing.pt")
+    # tampered weights no longer match the recorded hash
+    obj = torch.load(digits_teacher, weights_only=True)
+    key = next(iter(obj["state_dict"]))
+    obj["state_dict"][key] = obj["state_dict"][key] + 1
+    torch.save(obj, tmp_path / "tampered.pt")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_teacher(tmp_path / "tampered.pt")
+
+
+def test_logit_bank_is_built_once_and_matches_the_teacher(digits_teacher, tmp_path) -> None:
+    config = TrainConfig(
+        arch="mlp_32",
+        epochs=2,
+        lr=0.01,
+        method="kd",
+        teacher=digits_teacher,
+        logit_bank=tmp_path / "bank",
+    )
+    with_bank = train(config, tmp_path / "a")
+    files = sorted((tmp_path / "bank").rglob("epoch_*.pt"))
+    assert [f.name for f in files] == ["epoch_0001.pt", "epoch_0002.pt"]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = train(config, tmp_path / "b")
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rebuilt
+    assert [h.losses for h in again.history] == [h.losses for h in with_bank.history]
+    without = train(config.model_copy(update={"logit_bank": None}), tmp_path / "c")
+    for a, b in zip(with_bank.history, without.history, strict=True):
+        # fp16 teacher logits: the same run up to fp16 rounding of the teacher's logits
+        assert a.losses["kd"] == pytest.approx(b.losses["kd"], rel=2e-2)
+
+
+def test_hard_classes_and_metrics() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    teacher = torch.full((10, 5), -5.0)
+    teacher[torch.arange(10), labels] = 5.0
+    teacher[2:4, 1] = 0.0  # class 1: the teacher is unsure
+    hard = hard_classes(teacher, labels, 5, 0.2)
+    assert hard.tolist() == [1]
+    student = teacher.clone()
+    student[2, 1] = -10.0  # wrong on one sample of class 1
+    m = classification_metrics(student, labels, 5, hard)
+    assert m["top1"] == pytest.approx(90.0)
+    assert m["hard_top1"] == pytest.approx(50.0)
+    assert m["per_class"][1] == pytest.approx(50.0) and m["per_class"][0] == 100.0
+
+
+def test_config_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="needs a teacher"):
+        TrainConfig(arch="mlp_32", method="kd")
+    with pytest.raises(ValueError, match="unknown model 'resnet9'"):
+        TrainConfig(arch="resnet9")
+    with pytest.raises(ValueError, match="unknown option 'temprature'"):
+        TrainConfig(
+            arch="mlp_32", method="pcd", teacher=Path("t.pt"), method_options={"temprature": 4}
+        )
+    with pytest.raises(ValueError, match="unknown dataset"):
+        TrainConfig(arch="mlp_32", data={"name": "imagenet"})
+    assert TrainConfig(arch="MobileNetV2").learning_rate == 0.01
+    assert TrainConfig(arch="resnet8x4").learning_rate == 0.05
+    assert TrainConfig(arch="resnet8x4", epochs=240).milestone_epochs() == [150, 180, 210]
