@@ -4,7 +4,7 @@ from pcd_core.train.checkpoint import CheckpointError, TeacherInfo, content_hash
 from pcd_core.train.config import DataConfig, TrainConfig
 from pcd_core.train.distiller import Distiller
 from pcd_core.train.logit_bank import LogitBank
-from pcd_core.train.trainer import EpochMetrics, RunResult, StopRun, train
+from pcd_core.train.trainer import EpochMetrics, RunResult, StopRun, prefill_logit_bank, train
 
 __all__ = [
     "CheckpointError",
@@ -18,5 +18,6 @@ __all__ = [
     "TrainConfig",
     "content_hash",
     "load_teacher",
+    "prefill_logit_bank",
     "train",
 ]

@@ -53,7 +53,10 @@ def load_file(path: Path, what: str) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, or not a torch file
-        raise CheckpointError(f"{what} {path} is not a readable checkpoint ({err})") from None
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{what} {path} is not a readable checkpoint ({type(err).__name__}: {reason[:200]})"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {path} has an unexpected layout")
     return obj

@@ -96,7 +96,12 @@ EpochCallback = Callable[[EpochMetrics, Path], None]
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but no CUDA device is available")
     return device
@@ -218,25 +223,15 @@ def train(
         setup.test, None, eval_bs, shuffle=False, augment=False, seed=0, **loader_kw
     )
 
+    has_val = len(val_loader.indices) > 0
     hard: Tensor | None = None
-    if teacher is not None and len(val_loader.indices):
+    if teacher is not None and has_val:
         t_logits, t_labels = predict(teacher, val_loader.epoch(0), amp=setup.amp)
         hard = hard_classes(t_logits, t_labels, num_classes, config.hard_class_fraction)
 
     bank: LogitBank | None = None
     if config.logit_bank is not None and teacher_info is not None:
-        bank = LogitBank(
-            config.logit_bank,
-            teacher_info.content_hash,
-            data_key(
-                dataset=setup.fingerprint,
-                train=setup.train_idx.tolist(),
-                seed=config.data.seed,
-                augment=setup.augment,
-                pad=train_loader.pad,
-                amp=setup.amp,
-            ),
-        )
+        bank = _bank(config, setup, teacher_info, train_loader)
 
     optimizer = torch.optim.SGD(
         student.parameters(),
@@ -266,6 +261,10 @@ def train(
         history = [EpochMetrics(**h) for h in state["history"]]
         best_epoch, best_val = state["best_epoch"], state["best_val_top1"]
         start_epoch = state["epoch"] + 1
+        # the metrics file holds exactly the checkpointed epochs (a crash may have left more)
+        _write_metrics(out_dir, history)
+    else:
+        _write_metrics(out_dir, [])
 
     completed = True
     for epoch in range(start_epoch, config.epochs + 1):
@@ -282,8 +281,16 @@ def train(
         )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val_logits, val_labels = predict(student, val_loader.epoch(0), amp=setup.amp)
-        val = classification_metrics(val_logits, val_labels, num_classes, hard)
+        if has_val:
+            val_logits, val_labels = predict(student, val_loader.epoch(0), amp=setup.amp)
+            val = classification_metrics(val_logits, val_labels, num_classes, hard)
+        else:  # trained on the whole training split: nothing to select on, the last epoch counts
+            val = {
+                "top1": float("nan"),
+                "top5": float("nan"),
+                "loss": float("nan"),
+                "per_class": [],
+            }
         metrics = EpochMetrics(
             epoch=epoch,
             lr=lr,
@@ -297,7 +304,7 @@ def train(
             seconds=time.perf_counter() - started,
         )
         history.append(metrics)
-        if metrics.val_top1 > best_val:
+        if has_val and metrics.val_top1 > best_val:
             best_epoch, best_val = epoch, metrics.val_top1
             atomic_save({"model": student.state_dict(), "epoch": epoch}, best_path)
         atomic_save(
@@ -341,16 +348,18 @@ def train(
 
     # Final evaluation on test: the best-on-val weights and the last weights, labelled.
     last_test = _evaluate(student, test_loader, num_classes, hard, setup.amp)
-    best_state = load_file(best_path, "best checkpoint")["model"]
-    best_model = build_model(
-        config.arch, num_classes, setup.train.channels, setup.train.image_size[0]
-    ).to(device, memory_format=memory_format)
-    best_model.load_state_dict(best_state)
-    best_test = _evaluate(best_model, test_loader, num_classes, hard, setup.amp)
-    result.test = {
-        "best_val": {"epoch": best_epoch, **best_test},
-        "last": {"epoch": history[-1].epoch if history else 0, **last_test},
-    }
+    result.test = {"last": {"epoch": history[-1].epoch if history else 0, **last_test}}
+    best_model, best_test = student, last_test
+    if has_val:
+        best_state = load_file(best_path, "best checkpoint")["model"]
+        best_model = build_model(
+            config.arch, num_classes, setup.train.channels, setup.train.image_size[0]
+        ).to(device, memory_format=memory_format)
+        best_model.load_state_dict(best_state)
+        best_test = _evaluate(best_model, test_loader, num_classes, hard, setup.amp)
+        result.test = {"best_val": {"epoch": best_epoch, **best_test}, **result.test}
+    else:
+        result.best_epoch = history[-1].epoch if history else 0
     if not method.needs_teacher:
         result.teacher_artifact = out_dir / "teacher.pt"
         result.teacher_hash = save_teacher(
@@ -379,6 +388,55 @@ def train(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return result
+
+
+def _write_metrics(out_dir: Path, history: list[EpochMetrics]) -> None:
+    text = "".join(json.dumps(asdict(h)) + "\n" for h in history)
+    (out_dir / "metrics.jsonl").write_text(text)
+
+
+def _bank(config: TrainConfig, setup: _Setup, info: TeacherInfo, loader: DeviceLoader) -> LogitBank:
+    assert config.logit_bank is not None
+    key = data_key(
+        dataset=setup.fingerprint,
+        train=setup.train_idx.tolist(),
+        seed=config.data.seed,
+        augment=setup.augment,
+        pad=loader.pad,
+        amp=setup.amp,
+    )
+    return LogitBank(config.logit_bank, info.content_hash, key)
+
+
+def prefill_logit_bank(config: TrainConfig) -> int:
+    """Compute the teacher's logits for every epoch of ``config`` into its logit bank, once,
+    before the trials of a study read them. Returns the number of epochs computed."""
+    if config.logit_bank is None or config.teacher is None:
+        raise ValueError("prefill_logit_bank needs a config with teacher and logit_bank")
+    setup = _prepare(config)
+    teacher, info = load_teacher(
+        config.teacher, expected_hash=config.teacher_hash, device=setup.device
+    )
+    _check_teacher(info, setup, config)
+    if setup.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    loader = DeviceLoader(
+        setup.train,
+        setup.train_idx,
+        config.batch_size,
+        shuffle=True,
+        augment=setup.augment,
+        seed=config.data.seed,
+        device=setup.device,
+        channels_last=setup.channels_last,
+    )
+    bank = _bank(config, setup, info, loader)
+    built = 0
+    for epoch in range(1, config.epochs + 1):
+        if not bank.has(epoch):
+            bank.build(epoch, teacher, loader, size=len(setup.train), amp=setup.amp)
+            built += 1
+    return built
 
 
 def _train_epoch(

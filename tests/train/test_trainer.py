@@ -195,3 +195,22 @@ def test_config_errors_name_the_problem() -> None:
     assert TrainConfig(arch="MobileNetV2").learning_rate == 0.01
     assert TrainConfig(arch="resnet8x4").learning_rate == 0.05
     assert TrainConfig(arch="resnet8x4", epochs=240).milestone_epochs() == [150, 180, 210]
+
+
+def test_training_on_the_whole_split_reports_the_last_epoch(tmp_path) -> None:
+    config = TrainConfig(arch="mlp_32", epochs=2, lr=0.01, data={"val_fraction": 0.0})
+    result = train(config, tmp_path)
+    assert set(result.test) == {"last"} and result.best_epoch == 2
+    assert result.test["last"]["top1"] > 50
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_prefilled_bank_covers_every_epoch(digits_teacher, tmp_path) -> None:
+    from pcd_core.train import prefill_logit_bank
+
+    config = TrainConfig(
+        arch="mlp_32", epochs=3, method="kd", teacher=digits_teacher, logit_bank=tmp_path
+    )
+    assert prefill_logit_bank(config) == 3
+    assert prefill_logit_bank(config) == 0  # already there
+    assert len(list(tmp_path.rglob("epoch_*.pt"))) == 3

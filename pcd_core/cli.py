@@ -1,0 +1,824 @@
+"""``pcd``: the command line of pcd_core.
+
+    pcd models list                  the model zoo, with parameter counts
+    pcd methods list / show METHOD   training objectives and their options
+    pcd data download / info         datasets (pcd_core.data.cli)
+    pcd teacher train --arch ARCH    train a teacher (cross-entropy), write a hashed artifact
+    pcd distill --teacher T --student ARCH --method pcd --set key=value ...
+    pcd eval CKPT                    top-1/top-5 of a teacher artifact or a student run
+
+Every expected failure (bad options, a missing or corrupt checkpoint, a missing data set) is
+reported as one line ``error: <message>`` on stderr, with exit code 2 for bad usage and 1 for
+a runtime failure; Ctrl-C exits 130. Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import torch
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from torch import nn
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperGroup
+
+import pcd_core
+from pcd_core.data import DeviceLoader, ImageData, load_dataset, train_val_split
+from pcd_core.data.cli import data_app
+from pcd_core.data.errors import DatasetError
+from pcd_core.methods import METHODS, MethodOptionError, build_method, parse_options
+from pcd_core.models import build_model, count_parameters, list_models
+from pcd_core.train import (
+    CheckpointError,
+    DataConfig,
+    EpochMetrics,
+    RunResult,
+    TrainConfig,
+    load_teacher,
+    train,
+)
+from pcd_core.train.checkpoint import TEACHER_FORMAT, load_file
+from pcd_core.train.metrics import classification_metrics, predict
+from pcd_core.train.trainer import dataset_fingerprint, resolve_device
+
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+INTERRUPTED = 130
+
+
+class _OneLineErrors(TyperGroup):
+    """The top-level group: usage errors (a missing option, a value of the wrong type, an
+    unknown command) are printed as one ``error:`` line instead of a usage panel."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # the help has been printed
+            message = exc.format_message().strip()
+            if message:
+                typer.echo(message, err=True)
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            message = _one_line(exc.format_message())
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                message += f" (see `{ctx.command_path} --help`)"
+            typer.echo(f"error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(RUNTIME_ERROR)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Progressive Class-level Distillation: train teachers, distil students, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(
+    help="The model zoo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+methods_app = typer.Typer(
+    help="Training objectives (ce, kd, dkd, pcd) and their options.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+teacher_app = typer.Typer(
+    help="Teachers: train one with cross-entropy and write a hashed artifact.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models_app, name="models")
+app.add_typer(methods_app, name="methods")
+app.add_typer(data_app, name="data")
+app.add_typer(teacher_app, name="teacher")
+
+
+# ------------------------------------------------------------------------------------ errors
+class _UsageError(ValueError):
+    """Bad arguments found by the CLI itself (exit code 2)."""
+
+
+class _RuntimeFailure(RuntimeError):
+    """A failure of the run, not of its arguments (exit code 1)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _format_validation(err: ValidationError) -> str:
+    """A pydantic error as one line: ``field: message; other.field: message``."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = e["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if e["type"] not in ("value_error", "assertion_error") and "input" in e:
+            value = e["input"]
+            if isinstance(value, str | int | float | bool) or value is None:
+                msg += f" (got {value!r})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return _one_line("; ".join(parts)) or "invalid configuration"
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors(interrupt_hint: Callable[[], str] | None = None) -> Iterator[None]:
+    """Turn every expected exception into one ``error:`` line and an exit code."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        hint = interrupt_hint() if interrupt_hint is not None else ""
+        typer.echo(f"error: interrupted{hint}", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    except ValidationError as exc:
+        _exit(_format_validation(exc), USAGE_ERROR)
+    except (CheckpointError, DatasetError, _RuntimeFailure, OSError) as exc:
+        _exit(str(exc) or type(exc).__name__, RUNTIME_ERROR)
+    except torch.OutOfMemoryError as exc:
+        _exit(f"out of memory ({exc}); try a smaller --batch-size", RUNTIME_ERROR)
+    except (MethodOptionError, _UsageError, ValueError) as exc:  # bad options
+        _exit(str(exc) or type(exc).__name__, USAGE_ERROR)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise _UsageError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}%"
+
+
+def _test_summary(result: RunResult) -> str:
+    """Where the run selected its weights and what they score on test, labelled."""
+    last = result.test["last"]
+    last_part = f"{_pct(last['top1'])} (last epoch {last['epoch']})"
+    best = result.test.get("best_val")
+    if best is None:  # no validation split: nothing to select on, the last epoch counts
+        return f"no val split, test top-1 {last_part}"
+    return (
+        f"best-on-val epoch {best['epoch']} (val top-1 {_pct(result.best_val_top1)}) | "
+        f"test top-1 {_pct(best['top1'])} (best-on-val weights), {last_part}"
+    )
+
+
+# ------------------------------------------------------------------------------- top level
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcd {pcd_core.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Progressive Class-level Distillation: train teachers, distil students, evaluate."""
+
+
+# ---------------------------------------------------------------------------------- models
+@models_app.callback()
+def _models() -> None:
+    """The model zoo."""
+
+
+def _parameter_count(name: str, classes: int, in_channels: int, image_size: int) -> str:
+    try:
+        model = build_model(name, classes, in_channels, image_size)
+    except ValueError:  # e.g. an input too small for this architecture
+        return "-"
+    return f"{count_parameters(model) / 1e6:.3f}"
+
+
+@models_app.command("list")
+def models_list(
+    classes: Annotated[
+        int, typer.Option("--classes", help="class count for the parameter column")
+    ] = 100,
+    in_channels: Annotated[int, typer.Option("--in-channels", help="input channels")] = 3,
+    image_size: Annotated[int, typer.Option("--image-size", help="input side in pixels")] = 32,
+    family: Annotated[
+        str | None, typer.Option("--family", help="only this family (resnet, wrn, vgg, ...)")
+    ] = None,
+) -> None:
+    """List the registered models with their parameter counts."""
+    with _errors():
+        if classes < 2:
+            raise _UsageError(f"--classes must be at least 2, got {classes}")
+        if in_channels < 1 or image_size < 1:
+            raise _UsageError("--in-channels and --image-size must be positive")
+        specs = [s for s in list_models() if family is None or s.family == family]
+        if not specs:
+            families = sorted({s.family for s in list_models()})
+            raise _UsageError(f"unknown family {family!r}; choose one of {', '.join(families)}")
+        table = Table(
+            title=f"models ({classes} classes, input {in_channels}x{image_size}x{image_size})"
+        )
+        table.add_column("name", no_wrap=True, style="bold")
+        table.add_column("family", no_wrap=True)
+        table.add_column("params (M)", justify="right", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for spec in specs:
+            params = _parameter_count(spec.name, classes, in_channels, image_size)
+            table.add_row(spec.name, spec.family, params, escape(spec.description))
+        _stdout().print(table)
+
+
+# --------------------------------------------------------------------------------- methods
+@methods_app.callback()
+def _methods() -> None:
+    """Training objectives (ce, kd, dkd, pcd) and their options."""
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """List the training objectives."""
+    table = Table(title="methods")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("teacher", no_wrap=True)
+    table.add_column("summary", overflow="fold")
+    for name, spec in METHODS.items():
+        needs = spec.factory(spec.options()).needs_teacher
+        table.add_row(name, "yes" if needs else "no", escape(spec.summary))
+    _stdout().print(table)
+
+
+@methods_app.command("show")
+def methods_show(
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(METHODS)}")],
+) -> None:
+    """Show the options of a method (set them with `pcd distill --set key=value`)."""
+    with _errors():
+        parse_options(name)  # unknown method -> MethodOptionError
+        table = Table(title=escape(f"{name}: {METHODS[name].summary}"))
+        table.add_column("option", no_wrap=True, style="bold")
+        table.add_column("default", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for option, field in METHODS[name].options.model_fields.items():
+            table.add_row(option, escape(repr(field.default)), escape(field.description or ""))
+        _stdout().print(table)
+
+
+# ------------------------------------------------------------------------ shared train options
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, ...")]
+DataRootOpt = Annotated[
+    Path | None, typer.Option("--data-root", help="data folder (not needed for digits)")
+]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="epochs (default: 240)")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="batch size (default: 64)")]
+LrOpt = Annotated[
+    float | None, typer.Option("--lr", help="learning rate (default: 0.05, 0.01 mobile)")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="model init seed")]
+DataSeedOpt = Annotated[
+    int | None, typer.Option("--data-seed", help="split, batch order, augmentation seed")
+]
+ValFracOpt = Annotated[
+    float | None, typer.Option("--val-fraction", help="held-out part of train (default 0.1)")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="run folder")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="continue from OUT/last.pt when it exists")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="torch CPU threads (default: torch's)")
+]
+
+
+def _build_config(
+    *,
+    arch: str,
+    method: str,
+    method_options: dict[str, Any],
+    teacher: Path | None,
+    teacher_hash: str | None,
+    dataset: str,
+    data_root: Path | None,
+    data_seed: int | None,
+    val_fraction: float | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    seed: int,
+    device: str,
+    logit_bank: Path | None = None,
+) -> TrainConfig:
+    """A TrainConfig from CLI values; options left out keep the config's defaults."""
+    data: dict[str, Any] = {"name": dataset, "root": data_root}
+    if data_seed is not None:
+        data["seed"] = data_seed
+    if val_fraction is not None:
+        data["val_fraction"] = val_fraction
+    fields: dict[str, Any] = {
+        "data": data,
+        "arch": arch,
+        "method": method,
+        "method_options": method_options,
+        "teacher": teacher,
+        "teacher_hash": teacher_hash,
+        "seed": seed,
+        "device": device,
+        "logit_bank": logit_bank,
+    }
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if value is not None:
+            fields[key] = value
+    config = TrainConfig.model_validate(fields)
+    _check_device(config.device)
+    return config
+
+
+def _check_device(name: str) -> torch.device:
+    try:
+        return resolve_device(name)
+    except RuntimeError as exc:  # torch: "Invalid device string"
+        raise _UsageError(f"device: {exc}") from None
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"--out {out} exists and is not a folder")
+    if not resume and (out / "last.pt").exists():
+        raise _RuntimeFailure(
+            f"{out} already holds a run (last.pt); pass --resume to continue it "
+            "or choose another --out"
+        )
+
+
+def _describe(metrics: EpochMetrics) -> str:
+    loss = metrics.losses.get("total", sum(metrics.losses.values()))
+    return f"val top-1 {_pct(metrics.val_top1)}  loss {loss:.4f}"
+
+
+@contextmanager
+def _epoch_progress(quiet: bool, label: str, header: str | None) -> Iterator[Any]:
+    """A rich progress bar over epochs on stderr, fed by train()'s ``progress`` callback.
+
+    It starts at the first epoch (after the data and the teacher have loaded), so that a run
+    that fails while setting up prints its error line alone."""
+    if quiet:
+        yield None
+        return
+    console = _stderr()
+    bar = Progress(
+        TextColumn("[bold]{task.fields[label]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("", total=None, label=label)
+    state: dict[str, Any] = {"started": False, "last": None}
+
+    def update(epoch: int, epochs: int, metrics: EpochMetrics | None) -> None:
+        if not state["started"]:
+            if header:
+                console.print(header, markup=False, soft_wrap=True)
+            bar.start()
+            state["started"] = True
+        if metrics is not None:
+            state["last"] = metrics
+        shown = state["last"]
+        tail = "" if shown is None else f"  {_describe(shown)}"
+        done = epoch if metrics is not None else epoch - 1
+        bar.update(task, total=epochs, completed=done, description=f"epoch {epoch}{tail}")
+
+    try:
+        yield update
+    finally:
+        if state["started"]:
+            bar.stop()
+
+
+def _run(
+    config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool,
+    quiet: bool,
+    label: str,
+    header: str | None = None,
+) -> RunResult:
+    with _epoch_progress(quiet, label, header) as progress:
+        return train(config, out, resume=resume, progress=progress)
+
+
+class _ResumeHint:
+    """What Ctrl-C should say: how to continue the run, once its folder is known."""
+
+    def __init__(self) -> None:
+        self.out_dir: Path | None = None
+
+    def __call__(self) -> str:
+        if self.out_dir is None or not (self.out_dir / "last.pt").is_file():
+            return ""
+        return f"; continue with the same options and --resume (run folder {self.out_dir})"
+
+
+# --------------------------------------------------------------------------------- teacher
+@teacher_app.callback()
+def _teacher() -> None:
+    """Teachers: train one with cross-entropy and write a hashed artifact."""
+
+
+@teacher_app.command("train")
+def teacher_train(
+    arch: Annotated[str, typer.Option("--arch", help="model name (see `pcd models list`)")],
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    seed: SeedOpt = 0,
+    data_seed: DataSeedOpt = None,
+    val_fraction: ValFracOpt = None,
+    device: DeviceOpt = "auto",
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Train a teacher with cross-entropy and write its hashed artifact (teacher.pt)."""
+    hint = _ResumeHint()
+    with _errors(hint):
+        _set_threads(threads)
+        config = _build_config(
+            arch=arch,
+            method="ce",
+            method_options={},
+            teacher=None,
+            teacher_hash=None,
+            dataset=dataset,
+            data_root=data_root,
+            data_seed=data_seed,
+            val_fraction=val_fraction,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+        )
+        out_dir = out or Path("runs") / f"teacher-{config.arch}-{config.data.name}-s{seed}"
+        hint.out_dir = out_dir
+        _check_out_dir(out_dir, resume)
+        result = _run(config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}")
+    if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
+        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+    digest = result.teacher_hash
+    typer.echo(f"teacher artifact: {result.teacher_artifact}")
+    typer.echo(f"content hash: {digest[:12]} (sha256 {digest})")
+    typer.echo(f"ce {config.arch} on {config.data.name}: {_test_summary(result)}")
+
+
+# --------------------------------------------------------------------------------- distill
+def _parse_sets(values: Sequence[str]) -> dict[str, str]:
+    """``key=value`` strings -> a dict (values stay strings: the method schema coerces)."""
+    options: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise _UsageError(f"--set expects key=value, got {item!r}")
+        if key in options and options[key] != value.strip():
+            raise _UsageError(f"--set {key} given twice ({options[key]!r} and {value.strip()!r})")
+        options[key] = value.strip()
+    return options
+
+
+@app.command("distill")
+def distill(
+    teacher: Annotated[
+        Path, typer.Option("--teacher", help="teacher artifact (from `pcd teacher train`)")
+    ],
+    student: Annotated[str, typer.Option("--student", help="student model name")],
+    method: Annotated[str, typer.Option("--method", help=f"one of {', '.join(METHODS)}")] = "pcd",
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="method option (repeatable); see `pcd methods show METHOD`",
+        ),
+    ] = None,
+    teacher_hash: Annotated[
+        str | None, typer.Option("--teacher-hash", help="expected teacher hash (a prefix)")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="default: the teacher's data set")
+    ] = None,
+    data_root: DataRootOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    seed: SeedOpt = 0,
+    data_seed: DataSeedOpt = None,
+    val_fraction: ValFracOpt = None,
+    device: DeviceOpt = "auto",
+    logit_bank: Annotated[
+        Path | None, typer.Option("--logit-bank", help="folder of cached teacher logits")
+    ] = None,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Distil a student from a teacher artifact with kd, dkd or pcd."""
+    hint = _ResumeHint()
+    with _errors(hint):
+        _set_threads(threads)
+        raw = _parse_sets(sets or [])
+        parsed = parse_options(method, raw)  # unknown method / option -> MethodOptionError
+        if not METHODS[method].factory(parsed).needs_teacher:
+            raise _UsageError(
+                f"method {method!r} trains without a teacher; use `pcd teacher train`"
+            )
+        if teacher_hash is not None:
+            teacher_hash = teacher_hash.strip().lower()
+            if not teacher_hash or any(c not in "0123456789abcdef" for c in teacher_hash):
+                raise _UsageError(f"--teacher-hash must be hex digits, got {teacher_hash!r}")
+        # Typed values (4 -> 4.0), only for the options given: the run config stays minimal.
+        options = parsed.model_dump(include=set(raw))
+        # The teacher must load and verify before any data is loaded (and names the data set
+        # when --dataset is left out); the method must fit its class count.
+        _, info = load_teacher(teacher, expected_hash=teacher_hash)
+        build_method(method, options).check(info.num_classes)
+        config = _build_config(
+            arch=student,
+            method=method,
+            method_options=options,
+            teacher=teacher,
+            teacher_hash=teacher_hash,
+            dataset=info.dataset if dataset is None else dataset,
+            data_root=data_root,
+            data_seed=data_seed,
+            val_fraction=val_fraction,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            logit_bank=logit_bank,
+        )
+        out_dir = out or Path("runs") / f"{method}-{student}-{config.data.name}-s{seed}"
+        hint.out_dir = out_dir
+        _check_out_dir(out_dir, resume)
+        header = (
+            f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
+            f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
+        )
+        result = _run(
+            config, out_dir, resume=resume, quiet=quiet, label=f"{method} {student}", header=header
+        )
+    if not result.completed:
+        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+    selected, which = result.test.get("best_val"), "best-on-val weights"
+    if selected is None:
+        selected, which = result.test["last"], "last epoch"
+    typer.echo(
+        f"{method} {student}: {_test_summary(result)} | "
+        f"hard-class test top-1 {_pct(selected.get('hard_top1'))} ({which}) | out {out_dir}"
+    )
+
+
+# ------------------------------------------------------------------------------------ eval
+@dataclass
+class _Loaded:
+    """A model to evaluate and what is known about where it came from."""
+
+    model: nn.Module
+    description: str
+    dataset: str
+    data_root: Path | None
+    val_fraction: float
+    data_seed: int
+    fingerprint: str | None = None  # of the train split the model saw (teachers record it)
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """The config of a student/teacher run folder: summary.json, else last.pt."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            return dict(json.loads(summary.read_text())["config"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{summary} is not a pcd run summary ({exc})") from None
+    last = run_dir / "last.pt"
+    if last.is_file():
+        state = load_file(last, "run checkpoint")
+        if isinstance(state.get("config"), dict):
+            return dict(state["config"])
+    raise CheckpointError(
+        f"{run_dir} holds no summary.json or last.pt: not a pcd run folder "
+        "(evaluate a teacher artifact, a run folder, or its best.pt / last.pt)"
+    )
+
+
+def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _Loaded:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():  # the best-on-val weights; the last ones when the run had no val split
+        run_dir, weights = path, path / "best.pt"
+        if not weights.is_file() and (path / "last.pt").is_file():
+            weights = path / "last.pt"
+    else:
+        obj = load_file(path, "checkpoint")
+        if obj.get("format") == TEACHER_FORMAT:
+            model, info = load_teacher(path)
+            # A teacher inside its run folder: use that run's split; otherwise the defaults.
+            data = DataConfig(name=info.dataset)
+            try:
+                data = TrainConfig.model_validate(_run_config(path.parent)).data
+            except (CheckpointError, ValidationError):
+                pass
+            return _Loaded(
+                model=model,
+                description=f"teacher artifact {path} ({info.arch}, hash {info.content_hash[:12]})",
+                dataset=dataset or info.dataset,
+                data_root=data_root or data.root,
+                val_fraction=data.val_fraction,
+                data_seed=data.seed,
+                fingerprint=info.dataset_fingerprint,
+            )
+        if not isinstance(obj.get("model"), dict):
+            raise CheckpointError(
+                f"{path} is neither a pcd teacher artifact nor a run checkpoint (best.pt/last.pt)"
+            )
+        run_dir, weights = path.parent, path
+    config = TrainConfig.model_validate(_run_config(run_dir))
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} does not exist (the run has no finished epoch)")
+    state = load_file(weights, "checkpoint")
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{weights} is not a run checkpoint (best.pt/last.pt)")
+    name = config.data.name if dataset is None else dataset
+    train_data = load_dataset(name, "train", data_root or config.data.root)
+    model = build_model(
+        config.arch, train_data.num_classes, train_data.channels, train_data.image_size[0]
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{weights}: the weights do not fit {config.arch} on {name} "
+            f"({_one_line(str(exc))[:200]})"
+        ) from None
+    epoch = state.get("epoch", "?")
+    return _Loaded(
+        model=model,
+        description=f"{weights} ({config.method} {config.arch}, epoch {epoch})",
+        dataset=name,
+        data_root=data_root or config.data.root,
+        val_fraction=config.data.val_fraction,
+        data_seed=config.data.seed,
+    )
+
+
+def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
+    if split == "test" and loaded.fingerprint is None:
+        return load_dataset(loaded.dataset, "test", loaded.data_root), None
+    train_data = load_dataset(loaded.dataset, "train", loaded.data_root)
+    if loaded.fingerprint is not None and dataset_fingerprint(train_data) != loaded.fingerprint:
+        raise CheckpointError(
+            f"the model was trained on other data (fingerprint {loaded.fingerprint[:12]}) than "
+            f"{loaded.dataset} here ({dataset_fingerprint(train_data)[:12]})"
+        )
+    if split == "test":
+        return load_dataset(loaded.dataset, "test", loaded.data_root), None
+    _, val_idx = train_val_split(train_data.labels, loaded.val_fraction, loaded.data_seed)
+    if val_idx.numel() == 0:
+        raise _UsageError("this run has no validation split (val_fraction 0); use --split test")
+    return train_data, val_idx
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="teacher.pt, a run folder, or a run's best.pt / last.pt")
+    ],
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="default: the one the model was trained on")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="test, or val: the run's held-out part of train (for a teacher artifact "
+            "outside its run folder, the default split: val fraction 0.1, data seed 0)",
+        ),
+    ] = "test",
+    data_root: DataRootOpt = None,
+    per_class: Annotated[
+        bool, typer.Option("--per-class", help="also print per-class accuracy")
+    ] = False,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="evaluation batch")] = 256,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Evaluate a teacher artifact or a student run: top-1/top-5 on test or val."""
+    with _errors():
+        _set_threads(threads)
+        if split not in ("test", "val"):
+            raise _UsageError(f"--split must be test or val, got {split!r}")
+        if batch_size < 1:
+            raise _UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        dev = _check_device(device)
+        loaded = _load_for_eval(checkpoint, dataset, data_root)
+        data, indices = _eval_split(loaded, split)
+        loader = DeviceLoader(
+            data, indices, batch_size, shuffle=False, augment=False, seed=0, device=dev
+        )
+        model = loaded.model.to(dev).eval()
+        try:
+            logits, labels = predict(model, loader.epoch(0))
+        except RuntimeError as exc:
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            raise CheckpointError(
+                f"the model does not accept {loaded.dataset} images ({_one_line(str(exc))[:200]})"
+            ) from None
+        if logits.shape[1] != data.num_classes:
+            raise CheckpointError(
+                f"the model predicts {logits.shape[1]} classes, {loaded.dataset} has "
+                f"{data.num_classes}"
+            )
+        metrics = classification_metrics(logits, labels, data.num_classes)
+    typer.echo(f"evaluated: {loaded.description}")
+    top1, top5 = float(metrics["top1"]), float(metrics["top5"])  # type: ignore[arg-type]
+    typer.echo(
+        f"{loaded.dataset} {split} ({labels.numel()} images): "
+        f"top-1 {_pct(top1)}  top-5 {_pct(top5)}"
+    )
+    if per_class:
+        counts = torch.bincount(labels.cpu(), minlength=data.num_classes).tolist()
+        table = Table(title=f"per-class top-1, {loaded.dataset} {split}")
+        table.add_column("class", justify="right", no_wrap=True)
+        table.add_column("name", no_wrap=True)
+        table.add_column("images", justify="right", no_wrap=True)
+        table.add_column("top-1 %", justify="right", no_wrap=True)
+        per: list[float] = metrics["per_class"]  # type: ignore[assignment]
+        for i, (name, count, acc) in enumerate(zip(data.class_names, counts, per, strict=True)):
+            table.add_row(str(i), escape(name), str(count), "n/a" if count == 0 else f"{acc:.2f}")
+        _stdout().print(table)

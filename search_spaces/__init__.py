@@ -1,0 +1,83 @@
+"""Declarative, validated search spaces for distillation studies (YAML + a pydantic schema).
+
+``load_spec("pcd-digits")`` loads a built-in space by name; ``load_spec(Path(...))`` a file.
+Overrides (``{"budget.trials": 4}``) are applied before validation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from search_spaces.schema import StudySpec
+
+SPEC_DIR = Path(__file__).parent
+
+__all__ = ["SPEC_DIR", "SpecError", "StudySpec", "builtin_names", "load_spec", "parse_spec"]
+
+
+class SpecError(ValueError):
+    """A study spec that cannot be used; the message names the file, the field and the rule."""
+
+
+def builtin_names() -> list[str]:
+    """Names of the shipped search spaces."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
+    for dotted, value in overrides.items():
+        node = raw
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError(f"{source}: override {dotted!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_spec(
+    raw: Any, *, source: str = "<spec>", overrides: dict[str, Any] | None = None
+) -> StudySpec:
+    """Validate a spec given as data (e.g. a JSON body)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a study spec must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    if overrides:
+        _apply_overrides(raw, overrides, source)
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(source, err)) from None
+
+
+def load_spec(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Load a spec from a YAML file, or a built-in one by name (``pcd-digits``)."""
+    path = Path(path_or_name)
+    if not path.suffix and not path.exists():
+        if str(path_or_name) not in builtin_names():
+            raise SpecError(
+                f"no search space named {str(path_or_name)!r}; "
+                f"built-in: {', '.join(builtin_names())}"
+            )
+        path = SPEC_DIR / f"{path_or_name}.yaml"
+    if not path.is_file():
+        raise SpecError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML ({err})") from None
+    return parse_spec(raw, source=str(path), overrides=overrides)

@@ -1,0 +1,267 @@
+"""The study specification: a pydantic schema for YAML search spaces.
+
+A spec names the data, the teacher (a stored checkpoint or one to train), the student, the
+method and its search space, the objective, the budget, the scheduler, the sampler and the
+resources per trial. Every rule is checked when the file is loaded; an error names the file,
+the parameter and the rule broken. Nothing in a spec can import or run code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pcd_core.data import DATASET_NAMES
+from pcd_core.methods import METHODS, MethodOptionError, parse_options
+from pcd_core.models import MODELS
+
+# Training options a space may search besides the method's own options.
+TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Param(_Strict):
+    when: dict[str, Any] | None = Field(
+        None, description="only sampled when these other parameters have these values"
+    )
+
+
+class FloatParam(_Param):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FloatParam:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-uniform range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("step and log cannot be combined")
+        return self
+
+    def values(self) -> list[Any]:
+        """The grid of a stepped range, else its two ends (for checks)."""
+        if self.step is None:
+            return [self.low, self.high]
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        return [round(self.low + i * self.step, 12) for i in range(count)]
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int = Field(description="inclusive")
+    log: bool = False
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IntParam:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low < 1:
+            raise ValueError("a log-uniform int range needs low >= 1")
+        return self
+
+    def values(self) -> list[Any]:
+        return list(range(self.low, self.high + 1, self.step))
+
+
+class CategoricalParam(_Param):
+    type: Literal["categorical"]
+    choices: list[str | int | float | bool] = Field(min_length=1)
+
+    def values(self) -> list[Any]:
+        return list(self.choices)
+
+
+class FixedParam(_Param):
+    type: Literal["fixed"]
+    value: str | int | float | bool | None
+
+    def values(self) -> list[Any]:
+        return [self.value]
+
+
+Param = Annotated[
+    FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")
+]
+
+
+class DataSpec(_Strict):
+    name: str = "digits"
+    root: str | None = Field(None, description="folder name under the configured data root")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="tuning is on val: > 0")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> DataSpec:
+        if self.name not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {self.name!r}; one of {', '.join(DATASET_NAMES)}")
+        return self
+
+
+class TeacherSpec(_Strict):
+    """Either ``checkpoint`` (a stored teacher, by name, with its hash) or ``arch`` + ``epochs``
+    to train one once for the study."""
+
+    checkpoint: str | None = None
+    hash: str | None = None
+    arch: str | None = None
+    epochs: int = Field(20, ge=1)
+    lr: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> TeacherSpec:
+        if (self.checkpoint is None) == (self.arch is None):
+            raise ValueError("give either checkpoint (a stored teacher) or arch (train one)")
+        if self.arch is not None and self.arch not in MODELS:
+            raise ValueError(f"unknown teacher arch {self.arch!r}; see `pcd models list`")
+        return self
+
+
+class Objective(_Strict):
+    metric: Literal["val_top1", "val_top5", "val_hard_top1", "val_loss"] = Field(
+        "val_top1", description="a per-epoch validation metric (never a test metric)"
+    )
+    mode: Literal["max", "min"] = "max"
+
+    @model_validator(mode="after")
+    def _direction(self) -> Objective:
+        expected = "min" if self.metric == "val_loss" else "max"
+        if self.mode != expected:
+            raise ValueError(f"{self.metric} is optimised with mode={expected!r}")
+        return self
+
+
+class SecondObjective(_Strict):
+    metric: Literal["student_params"] = "student_params"
+    mode: Literal["min"] = "min"
+
+
+class Budget(_Strict):
+    trials: int = Field(8, ge=1, le=10000)
+    max_epochs: int = Field(10, ge=1)
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+class Scheduler(_Strict):
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+
+class Sampler(_Strict):
+    type: Literal["tpe", "random", "grid", "cmaes", "nsga2"] = "tpe"
+
+
+class Resources(_Strict):
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class Promotion(_Strict):
+    seeds: int = Field(3, ge=0, le=20, description="retrain the best config on train+val")
+    baselines: list[Literal["kd", "dkd"]] = Field(default_factory=list)
+
+
+class StudySpec(_Strict):
+    """One study: what to search, how, and with what budget."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: TeacherSpec
+    student: str
+    method: str = "pcd"
+    training: dict[str, Any] = Field(default_factory=dict, description="fixed TrainConfig fields")
+    space: dict[str, Param] = Field(default_factory=dict)
+    objective: Objective = Field(default_factory=Objective)
+    second_objective: SecondObjective | None = None
+    budget: Budget = Field(default_factory=Budget)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    sampler: Sampler = Field(default_factory=Sampler)
+    resources: Resources = Field(default_factory=Resources)
+    concurrency: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial")
+    seed: int = Field(0, ge=0)
+    promotion: Promotion = Field(default_factory=Promotion)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        if self.student not in MODELS:
+            raise ValueError(f"student: unknown model {self.student!r}; see `pcd models list`")
+        if self.method not in METHODS:
+            raise ValueError(f"method: unknown method {self.method!r}; one of {', '.join(METHODS)}")
+        option_names = set(METHODS[self.method].options.model_fields)
+        for key in self.training:
+            if key not in (*TRAINING_PARAMS, "epochs"):
+                raise ValueError(
+                    f"training.{key}: not a training option; allowed: {', '.join(TRAINING_PARAMS)}"
+                )
+        for name in self.space:
+            if name not in option_names and name not in TRAINING_PARAMS:
+                raise ValueError(
+                    f"space.{name}: not an option of method {self.method!r} nor a training "
+                    f"option; allowed: {', '.join(sorted(option_names) + list(TRAINING_PARAMS))}"
+                )
+        for name, param in self.space.items():
+            for other, value in (param.when or {}).items():
+                names = list(self.space)
+                if other not in self.space or names.index(other) >= names.index(name):
+                    raise ValueError(
+                        f"space.{name}.when: {other!r} must be a parameter listed before {name!r}"
+                    )
+                if value not in self.space[other].values() and not isinstance(
+                    self.space[other], (FloatParam, IntParam)
+                ):
+                    raise ValueError(
+                        f"space.{name}.when: {other}={value!r} is not one of its values"
+                    )
+            if name in option_names:
+                self._check_values(name, param)
+        if self.sampler.type == "grid":
+            for name, param in self.space.items():
+                if isinstance(param, FloatParam) and param.step is None:
+                    raise ValueError(
+                        f"space.{name}: grid sampling needs finite values: use categorical, int, "
+                        "or float with step"
+                    )
+                if param.when:
+                    raise ValueError(f"space.{name}: grid sampling does not take 'when' conditions")
+        if self.second_objective is not None and self.sampler.type not in (
+            "nsga2",
+            "tpe",
+            "random",
+        ):
+            raise ValueError("sampler: a two-objective study needs nsga2, tpe or random")
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > self.budget.max_epochs:
+            raise ValueError("scheduler.grace_period must not exceed budget.max_epochs")
+        return self
+
+    def _check_values(self, name: str, param: Any) -> None:
+        """Every extreme or choice must be a legal value of the method option."""
+        fixed = {k: p.values()[0] for k, p in self.space.items() if isinstance(p, FixedParam)}
+        for value in param.values():
+            options = {**fixed, name: value}
+            # split_ratio needs split=geometric; the conditional rule is checked separately
+            if name == "split_ratio":
+                options["split"] = "geometric"
+            elif "split_ratio" in options and options.get("split") != "geometric":
+                options.pop("split_ratio")
+            try:
+                parse_options(self.method, options)
+            except MethodOptionError as err:
+                raise ValueError(f"space.{name}: value {value!r} is not allowed: {err}") from None
+
+    def grid_size(self) -> int:
+        """Number of configurations of a grid over the space."""
+        return math.prod(len(p.values()) for p in self.space.values()) if self.space else 1

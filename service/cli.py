@@ -1,0 +1,145 @@
+"""The full ``pcd`` command line: pcd_core's commands plus ``pcd study ...``.
+
+pcd_core stays free of service imports: this module adds the study commands to its app.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from pcd_core.cli import app
+from search_spaces import SpecError, builtin_names, load_spec
+
+study_app = typer.Typer(
+    help="Hyperparameter-search studies (Ray Tune + Optuna + MLflow).", no_args_is_help=True
+)
+app.add_typer(study_app, name="study")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    Console(stderr=True).print(
+        f"error: {' '.join(str(message).split())}", markup=False, highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(code)
+
+
+def _overrides(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set {item!r}: expected dotted.key=value, e.g. budget.trials=6", 2)
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+@study_app.command("spaces")
+def study_spaces() -> None:
+    """List the built-in search spaces."""
+    for name in builtin_names():
+        spec = load_spec(name)
+        typer.echo(f"{name:16s} {spec.method:4s} {spec.student:10s} {spec.description}")
+
+
+@study_app.command("run")
+def study_run(
+    spec: str = typer.Argument(..., help="a YAML file, or a built-in space name"),
+    study_dir: Path = typer.Option(None, "--study-dir", help="default runs/studies/<name>"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. budget.trials=6"),
+    ray_address: str = typer.Option(None, envvar="PCD_RAY_ADDRESS", help="default: local Ray"),
+    tracking_uri: str = typer.Option(None, envvar="PCD_MLFLOW_TRACKING_URI"),
+    optuna_storage: str = typer.Option(None, envvar="PCD_OPTUNA_STORAGE"),
+    data_root: Path = typer.Option(None, envvar="PCD_DATA_ROOT"),
+    teacher_root: Path = typer.Option(None, envvar="PCD_TEACHER_ROOT"),
+    num_cpus: int = typer.Option(None, help="CPUs of a local Ray"),
+    quiet: bool = typer.Option(False, "--quiet", help="no live table"),
+) -> None:
+    """Run a study to the end (or resume it, if --study-dir holds a started one)."""
+    try:
+        study = load_spec(spec, _overrides(set_))
+    except SpecError as err:
+        _fail(str(err), 2)
+        return
+    from service.runner.live import LiveTrialTable
+    from service.runner.study import RunnerSettings, StudyError, run_study
+
+    folder = study_dir or Path("runs") / "studies" / study.name
+    settings = RunnerSettings(
+        tracking_uri=tracking_uri,
+        optuna_storage=optuna_storage,
+        ray_address=ray_address,
+        data_root=data_root,
+        teacher_root=teacher_root,
+        num_cpus=num_cpus,
+    )
+    console = Console()
+    callbacks = (
+        []
+        if quiet
+        else [
+            LiveTrialTable(
+                study.objective.metric, study.objective.mode, study.budget.max_epochs, console
+            )
+        ]
+    )
+    try:
+        result = run_study(
+            study,
+            folder,
+            settings,
+            callbacks=callbacks,
+            on_phase=None if quiet else lambda p: console.print(f"[dim]{p} ...[/dim]"),
+        )
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume the study", 130)
+        return
+    except (StudyError, SpecError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+        return
+    table = Table(title=f"study {study.name}: leaderboard ({study.objective.metric}, val)")
+    for col in ("trial", "status", "epochs", "best", "config"):
+        table.add_column(col)
+    ranked = sorted(
+        result.trials,
+        key=lambda r: -(r.best or -1e9) if study.objective.mode == "max" else (r.best or 1e9),
+    )
+    for row in ranked:
+        table.add_row(
+            row.trial_id,
+            row.status,
+            str(row.epochs),
+            "-" if row.best is None else f"{row.best:.2f}",
+            ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.config.items()
+            ),
+        )
+    console.print(table)
+    for label, stats in result.promotion.items():
+        console.print(
+            f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} "
+            f"({stats['seeds']} seeds, trained on train+val, last epoch)"
+        )
+    console.print(
+        f"best {study.objective.metric} (val): {result.best_value}; config {result.best_config}"
+    )
+    console.print(f"MLflow: {result.tracking_uri} run {result.parent_run_id}")
+    console.print(f"study folder: {result.study_dir}")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    app()

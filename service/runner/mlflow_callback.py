@@ -1,0 +1,181 @@
+"""Study tracking in MLflow: one parent run per study, one child run per trial.
+
+Written for restores: the trial-to-run map lives in MLflow itself (a ``pcd.trial_id`` tag
+under the parent), so a restored driver finds and continues a trial's run instead of
+creating a second one, and skips epochs it already logged. The stock MLflowLoggerCallback
+neither nests nor survives a restore.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mlflow.entities import Metric, RunStatus
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "pcd.trial_id"
+# Tune's own bookkeeping keys, not metrics of the run
+_SKIP = {
+    "epoch",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "timestamp",
+    "time_since_restore",
+    "iterations_since_restore",
+    "pid",
+    "done",
+    "checkpoint_dir_name",
+    "student_params",
+}
+
+
+class MLflowStudyCallback(Callback):
+    """Driver-side: creates, resumes and closes the child runs of the trials."""
+
+    def __init__(
+        self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.max_epochs = max_epochs
+        self._runs: dict[str, str] = {}
+        self._logged: dict[str, int] = {}
+        self._client: MlflowClient | None = None
+        self._reconciled = False
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no client
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_runs"] = {}
+        state["_logged"] = {}
+        state["_reconciled"] = False
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def run_id(self, trial: Trial) -> str:
+        """The child run of ``trial``: found by tag (after a restore) or created."""
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' "
+                f"and tags.`{TRIAL_TAG}` = '{trial.trial_id}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            history = self.client.get_metric_history(run_id, "val_top1")
+            self._logged[trial.trial_id] = max((m.step for m in history), default=0)
+            if found[0].info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id,
+                tags={
+                    PARENT_TAG: self.parent_run_id,
+                    TRIAL_TAG: trial.trial_id,
+                    "mlflow.runName": f"trial-{trial.trial_id}",
+                },
+            )
+            run_id = run.info.run_id
+            params = {k: v for k, v in (trial.config or {}).items() if not k.startswith("_")}
+            for key, value in params.items():
+                self.client.log_param(run_id, key, value)
+            self._logged[trial.trial_id] = 0
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if not self._reconciled:
+            self._reconcile({t.trial_id for t in trials})
+            self._reconciled = True
+
+    def _reconcile(self, known: set[str]) -> None:
+        """After a driver crash, Tune restores its last snapshot: a trial started after it is
+        gone from the experiment and will be sampled again. Its unfinished run is deleted
+        (soft, restorable in MLflow) so that no trial is counted twice; a run that finished
+        is kept and tagged."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+            max_results=10000,
+        )
+        for run in runs:
+            trial_id = run.data.tags.get(TRIAL_TAG)
+            if trial_id is None or trial_id in known:
+                continue
+            if run.info.status == "FINISHED":
+                self.client.set_tag(
+                    run.info.run_id,
+                    "pcd.restore_note",
+                    "finished before a driver crash, after Tune's last snapshot",
+                )
+            else:
+                self.client.set_tag(run.info.run_id, "pcd.outcome", "lost_in_driver_crash")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                self.client.delete_run(run.info.run_id)
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.run_id(trial)
+
+    def on_trial_restore(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        run_id = self.run_id(trial)
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        if epoch <= self._logged.get(trial.trial_id, 0):
+            return  # already logged before a restore
+        ts = int(result.get("timestamp", 0)) * 1000
+        metrics = [
+            Metric(key, float(value), ts, epoch)
+            for key, value in result.items()
+            if key not in _SKIP
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(float(value))
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+        self._logged[trial.trial_id] = epoch
+
+    def _finish(self, trial: Trial, status: str) -> None:
+        run_id = self.run_id(trial)
+        epochs = self._logged.get(trial.trial_id, 0)
+        outcome = (
+            "failed"
+            if status == "FAILED"
+            else ("completed" if epochs >= self.max_epochs else "stopped_early")
+        )
+        self.client.set_tag(run_id, "pcd.outcome", outcome)
+        self.client.set_tag(run_id, "pcd.epochs", str(epochs))
+        self.client.set_terminated(run_id, status=status)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._finish(trial, RunStatus.to_string(RunStatus.FINISHED))
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._finish(trial, RunStatus.to_string(RunStatus.FAILED))

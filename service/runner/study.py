@@ -1,0 +1,532 @@
+"""The study driver: teacher once, logit bank once, a Ray Tune search (Optuna sampler, ASHA),
+MLflow tracking, crash-safe restore, and promotion of the best configuration.
+
+Run one driver per study, in its own process (two ``ray.init`` in one process clash).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from pcd_core.data import load_dataset
+from pcd_core.models import build_model, count_parameters
+from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
+from search_spaces.schema import StudySpec
+from service.runner.mlflow_callback import MLflowStudyCallback
+from service.runner.space import define_by_run, make_sampler
+from service.runner.trainable import TrialContext, run_trial, trial_config
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "pcd-studies"
+STATE_FILE = "study.json"
+
+
+class StudyError(RuntimeError):
+    """A study that cannot run (bad references, a spec that changed under a restore, ...)."""
+
+
+@dataclass
+class RunnerSettings:
+    """Where a study's parts live. Local defaults: everything under the study folder."""
+
+    tracking_uri: str | None = None  # default sqlite:///<study_dir>/mlflow.db
+    optuna_storage: str | None = None  # default sqlite:///<study_dir>/optuna.db
+    ray_address: str | None = None  # None: a local Ray started by this process
+    data_root: Path | None = None
+    teacher_root: Path | None = None
+    num_cpus: int | None = None  # local Ray only
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    status: str
+    epochs: int
+    last: float | None
+    best: float | None
+    config: dict[str, Any]
+    node_ip: str | None = None
+    history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, epoch, value)
+
+
+@dataclass
+class StudyResult:
+    name: str
+    study_dir: Path
+    parent_run_id: str
+    tracking_uri: str
+    best_config: dict[str, Any]
+    best_value: float | None
+    best_trial_id: str | None
+    trials: list[TrialRow]
+    promotion: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _resolve_under(root: Path | None, name: str, what: str) -> Path:
+    base = (root or Path.cwd()).resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise StudyError(f"{what} {name!r} escapes its root {base}")
+    return path
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _objective(spec: StudySpec) -> tuple[str | list[str], str | list[str]]:
+    if spec.second_objective is None:
+        return spec.objective.metric, spec.objective.mode
+    return (
+        [spec.objective.metric, spec.second_objective.metric],
+        [spec.objective.mode, spec.second_objective.mode],
+    )
+
+
+def _init_ray(settings: RunnerSettings) -> None:
+    # checkpoints every epoch are the point here; Tune's warning about them is noise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # snapshot the experiment every second: a driver crash loses at most that much
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=settings.num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+
+@ray.remote
+def _train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    result = train(TrainConfig.model_validate(config_json), Path(out_dir), resume=True)
+    return {
+        "test": result.test,
+        "teacher_artifact": str(result.teacher_artifact) if result.teacher_artifact else None,
+        "teacher_hash": result.teacher_hash,
+        "best_val_top1": result.best_val_top1,
+    }
+
+
+@ray.remote
+def _prefill_remote(config_json: dict[str, Any]) -> int:
+    return prefill_logit_bank(TrainConfig.model_validate(config_json))
+
+
+def _remote_opts(spec: StudySpec) -> dict[str, Any]:
+    return {"num_cpus": spec.resources.cpus, "num_gpus": spec.resources.gpus}
+
+
+class _State:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+
+def _parent_run(
+    client: MlflowClient, state: _State, spec: StudySpec, study_dir: Path
+) -> tuple[str, str]:
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            EXPERIMENT, artifact_location=(study_dir.parent / "mlartifacts").resolve().as_uri()
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    run_id = state.data.get("parent_run_id")
+    if run_id is None:
+        run = client.create_run(
+            experiment_id,
+            tags={"mlflow.runName": spec.name, "pcd.study": study_dir.name, "pcd.kind": "study"},
+        )
+        run_id = run.info.run_id
+        client.log_dict(run_id, spec.model_dump(mode="json"), "spec.json")
+        client.log_param(run_id, "method", spec.method)
+        client.log_param(run_id, "student", spec.student)
+        client.log_param(run_id, "dataset", spec.data.name)
+        client.log_param(run_id, "sampler", spec.sampler.type)
+        client.log_param(run_id, "scheduler", spec.scheduler.type)
+        client.log_param(run_id, "trials", spec.budget.trials)
+        client.log_param(run_id, "max_epochs", spec.budget.max_epochs)
+        client.log_param(run_id, "space", json.dumps(spec.model_dump(mode="json")["space"]))
+        state.data.update(parent_run_id=run_id, experiment_id=experiment_id)
+        state.save()
+    else:
+        client.update_run(run_id, status="RUNNING")
+    return experiment_id, run_id
+
+
+def _teacher(
+    spec: StudySpec, settings: RunnerSettings, study_dir: Path, state: _State
+) -> tuple[str | None, str | None]:
+    """Train (once) or load-and-verify the study's teacher."""
+    if spec.method == "ce":
+        return None, None
+    if spec.teacher.checkpoint is not None:
+        path = _resolve_under(settings.teacher_root, spec.teacher.checkpoint, "teacher")
+        _, info = load_teacher(path, expected_hash=spec.teacher.hash)
+        return str(path), info.content_hash
+    if "teacher" in state.data:
+        return state.data["teacher"], state.data["teacher_hash"]
+    config = TrainConfig(
+        data={
+            "name": spec.data.name,
+            "root": _data_root(spec, settings),
+            "val_fraction": spec.data.val_fraction,
+            "seed": spec.data.seed,
+        },
+        arch=spec.teacher.arch,
+        epochs=spec.teacher.epochs,
+        lr=spec.teacher.lr,
+        seed=spec.seed,
+    )
+    out = ray.get(
+        _train_remote.options(**_remote_opts(spec)).remote(
+            config.model_dump(mode="json"), str(study_dir / "teacher")
+        )
+    )
+    state.data.update(teacher=out["teacher_artifact"], teacher_hash=out["teacher_hash"])
+    state.save()
+    return out["teacher_artifact"], out["teacher_hash"]
+
+
+def _data_root(spec: StudySpec, settings: RunnerSettings) -> str | None:
+    if spec.data.root is None:
+        return None
+    return str(_resolve_under(settings.data_root, spec.data.root, "data folder"))
+
+
+def _student_params(spec: StudySpec, data_root: str | None) -> int:
+    data = load_dataset(spec.data.name, "test", data_root)
+    model = build_model(spec.student, data.num_classes, data.channels, data.image_size[0])
+    return count_parameters(model)
+
+
+class RestorableOptunaSearch(OptunaSearch):
+    """OptunaSearch that survives a driver crash: after a restore, Tune's snapshot can be a
+    moment older than the Optuna storage, so a trial it resumes may already be finished
+    there; reporting to it again must not stop the study."""
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.info("trial %s already finished in the Optuna storage", trial_id)
+
+
+def _fail_orphans(storage: str, study_name: str) -> int:
+    """Mark trials left RUNNING in the Optuna storage by a dead driver as FAIL."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    orphans = [
+        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
+    ]
+    for t in orphans:
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return len(orphans)
+
+
+def run_study(
+    spec: StudySpec,
+    study_dir: Path,
+    settings: RunnerSettings | None = None,
+    *,
+    callbacks: list[tune.Callback] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Run (or resume, if ``study_dir`` holds a started study) a study to the end."""
+    settings = settings or RunnerSettings()
+    study_dir = Path(study_dir).resolve()
+    study_dir.mkdir(parents=True, exist_ok=True)
+    phase = on_phase or (lambda _msg: None)
+    state = _State(study_dir / STATE_FILE)
+    spec_json = spec.model_dump(mode="json")
+    if state.data.get("spec", spec_json) != spec_json:
+        raise StudyError(f"{study_dir} holds a study with another spec; use a new folder")
+    state.data["spec"] = spec_json
+    state.save()
+
+    tracking_uri = settings.tracking_uri or _sqlite(study_dir / "mlflow.db")
+    storage = settings.optuna_storage or _sqlite(study_dir / "optuna.db")
+    study_name = f"{spec.name}-{study_dir.name}"
+    client = MlflowClient(tracking_uri)
+    experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
+
+    _init_ray(settings)
+    phase("teacher")
+    teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
+    data_root = _data_root(spec, settings)
+    ctx = TrialContext(
+        spec_json=spec_json,
+        teacher=teacher,
+        teacher_hash=teacher_hash,
+        data_root=data_root,
+        logit_bank=str(study_dir / "logit_bank") if teacher else None,
+        student_params=_student_params(spec, data_root),
+        study_dir=str(study_dir),
+    )
+    if teacher:
+        phase("logit bank")
+        probe = trial_config(ctx, {})
+        ray.get(_prefill_remote.options(**_remote_opts(spec)).remote(probe.model_dump(mode="json")))
+
+    phase("search")
+    metric, mode = _objective(spec)
+    first_metric = metric if isinstance(metric, str) else metric[0]
+    first_mode = mode if isinstance(mode, str) else mode[0]
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, ctx=ctx),
+        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
+    )
+    storage_path = study_dir / "tune"
+    experiment_path = storage_path / "search"
+    tracking = MLflowStudyCallback(
+        tracking_uri, experiment_id, parent_run_id, spec.budget.max_epochs
+    )
+    if tune.Tuner.can_restore(str(experiment_path)):
+        tuner = tune.Tuner.restore(
+            str(experiment_path), trainable=trainable, resume_errored=True, restart_errored=False
+        )
+        restored = True
+    else:
+        searcher = RestorableOptunaSearch(
+            space=define_by_run(spec),
+            metric=metric,
+            mode=mode,
+            sampler=make_sampler(spec),
+            study_name=study_name,
+            storage=optuna.storages.RDBStorage(storage),
+            seed=spec.seed,
+        )
+        scheduler = (
+            ASHAScheduler(
+                time_attr="epoch",
+                metric=first_metric,
+                mode=first_mode,
+                max_t=spec.budget.max_epochs,
+                grace_period=spec.scheduler.grace_period,
+                reduction_factor=spec.scheduler.reduction_factor,
+            )
+            if spec.scheduler.type == "asha"
+            else FIFOScheduler()
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
+                scheduler=scheduler,
+                num_samples=spec.budget.trials,
+                time_budget_s=spec.budget.time_limit_s,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name="search",
+                storage_path=str(storage_path),
+                callbacks=[tracking, *(callbacks or [])],
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=0,
+            ),
+        )
+        restored = False
+    state.data["restored"] = state.data.get("restored", 0) + int(restored)
+    state.save()
+    grid = tuner.fit()
+    orphans = _fail_orphans(storage, study_name)
+
+    rows = []
+    for result in grid:
+        history = result.metrics_dataframe
+        values = (
+            history[first_metric].tolist()
+            if history is not None and first_metric in history
+            else []
+        )
+        best = (max(values) if first_mode == "max" else min(values)) if values else None
+        timeline = (
+            list(zip(history["timestamp"], history["epoch"], values, strict=False))
+            if values and "timestamp" in history and "epoch" in history
+            else []
+        )
+        rows.append(
+            TrialRow(
+                trial_id=str(result.metrics.get("trial_id", "")),
+                status="ERROR" if result.error else "TERMINATED",
+                epochs=int(result.metrics.get("epoch", 0) or 0),
+                last=result.metrics.get(first_metric),
+                best=best,
+                config={k: v for k, v in result.config.items() if not k.startswith("_")},
+                node_ip=result.metrics.get("node_ip"),
+                history=[(float(t), int(e), float(v)) for t, e, v in timeline],
+            )
+        )
+    scored = [r for r in rows if r.best is not None]
+    best_row = (
+        (max if first_mode == "max" else min)(scored, key=lambda r: r.best) if scored else None
+    )
+
+    result = StudyResult(
+        name=spec.name,
+        study_dir=study_dir,
+        parent_run_id=parent_run_id,
+        tracking_uri=tracking_uri,
+        best_config=best_row.config if best_row else {},
+        best_value=best_row.best if best_row else None,
+        best_trial_id=best_row.trial_id if best_row else None,
+        trials=rows,
+    )
+    client.set_tag(parent_run_id, "pcd.orphaned_trials_failed", str(orphans))
+    if best_row is not None:
+        client.log_metric(parent_run_id, f"best_{first_metric}", float(best_row.best))
+        for key, value in best_row.config.items():
+            client.set_tag(parent_run_id, f"best.{key}", str(value))
+        phase("promotion")
+        result.promotion = _promote(spec, ctx, best_row.config, study_dir, state)
+        for label, stats in result.promotion.items():
+            client.log_metric(parent_run_id, f"{label}.test_top1_mean", stats["mean"])
+            client.log_metric(parent_run_id, f"{label}.test_top1_std", stats["std"])
+        _log_plots(client, parent_run_id, storage, study_name, rows, first_metric, study_dir)
+    client.log_dict(parent_run_id, _jsonable(asdict(result)), "summary.json")
+    client.set_terminated(parent_run_id, status="FINISHED")
+    (study_dir / "summary.json").write_text(json.dumps(_jsonable(asdict(result)), indent=1))
+    return result
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _promote(
+    spec: StudySpec, ctx: TrialContext, best: dict[str, Any], study_dir: Path, state: _State
+) -> dict[str, dict[str, Any]]:
+    """Retrain the best configuration (and the baselines at their defaults) on the whole
+    training split with several seeds; test accuracy of the last epoch, mean +- std."""
+    seeds = range(spec.promotion.seeds)
+    if not seeds:
+        return {}
+    jobs: dict[str, list[Any]] = {}
+    runs = [("best", spec.method, best)] + [
+        (f"baseline_{m}", m, {}) for m in spec.promotion.baselines
+    ]
+    for label, method, params in runs:
+        jobs[label] = [
+            _train_remote.options(**_remote_opts(spec)).remote(
+                trial_config(ctx, params, method=method, seed=seed, val_fraction=0.0).model_dump(
+                    mode="json"
+                ),
+                str(study_dir / "promotion" / f"{label}-s{seed}"),
+            )
+            for seed in seeds
+        ]
+    out = {}
+    for label, refs in jobs.items():
+        tops = [float(r["test"]["last"]["top1"]) for r in ray.get(refs)]
+        mean = sum(tops) / len(tops)
+        std = (
+            (sum((t - mean) ** 2 for t in tops) / (len(tops) - 1)) ** 0.5 if len(tops) > 1 else 0.0
+        )
+        out[label] = {"mean": mean, "std": std, "seeds": len(tops), "test_top1": tops}
+    state.data["promotion"] = out
+    state.save()
+    return out
+
+
+def _log_plots(
+    client: MlflowClient,
+    run_id: str,
+    storage: str,
+    study_name: str,
+    rows: list[TrialRow],
+    metric: str,
+    study_dir: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = study_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values]
+    if done:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        values = [t.values[0] for t in done]
+        best_so_far = [max(values[: i + 1]) for i in range(len(values))]
+        ax.plot(range(len(values)), values, "o", label="trial")
+        ax.plot(range(len(values)), best_so_far, "-", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(metric)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(plots / "optimisation_history.png")
+        plt.close(fig)
+    try:
+        importances = optuna.importance.get_param_importances(study) if len(done) >= 2 else {}
+    except (RuntimeError, ValueError):
+        importances = {}
+    if importances:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.barh(list(importances), list(importances.values()))
+        ax.set_xlabel("importance (fANOVA)")
+        fig.tight_layout()
+        fig.savefig(plots / "param_importances.png")
+        plt.close(fig)
+    per_class = _best_per_class(rows, metric, study_dir)
+    if per_class:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(range(len(per_class)), per_class)
+        ax.set_xlabel("class")
+        ax.set_ylabel("val accuracy %")
+        fig.tight_layout()
+        fig.savefig(plots / "best_trial_per_class.png")
+        plt.close(fig)
+    for png in plots.glob("*.png"):
+        client.log_artifact(run_id, str(png), "plots")
+
+
+def _best_per_class(rows: list[TrialRow], metric: str, study_dir: Path) -> list[float]:
+    scored = [r for r in rows if r.best is not None]
+    if not scored:
+        return []
+    best = max(scored, key=lambda r: r.best)
+    for metrics_file in (study_dir / "tune" / "search").glob(
+        f"*{best.trial_id}*/run/metrics.jsonl"
+    ):
+        lines = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+        if lines:
+            top = max(lines, key=lambda m: m["val_top1"])
+            return top["val_per_class"]
+    return []
+
+
+def clean_study(study_dir: Path) -> None:
+    """Remove a study folder (its MLflow runs stay where they are)."""
+    shutil.rmtree(study_dir, ignore_errors=True)

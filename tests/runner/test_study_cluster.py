@@ -1,0 +1,177 @@
+"""Studies on a real two-node Ray cluster, real MLflow (SQL store), Optuna on the real Postgres.
+
+Each study runs as `pcd study run` in its own process, as the service runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import VENV_BIN, run_cli, wait_for
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _runs(tracking_uri: str):
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("pcd-studies")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def _study_args(
+    study_dir: Path, tracking: str, storage: str, trials: int, epochs: int
+) -> list[str]:
+    return [
+        "study",
+        "run",
+        "pcd-digits",
+        "--quiet",
+        "--study-dir",
+        str(study_dir),
+        "--tracking-uri",
+        tracking,
+        "--optuna-storage",
+        storage,
+        "--set",
+        f"budget.trials={trials}",
+        "--set",
+        f"budget.max_epochs={epochs}",
+        "--set",
+        "scheduler.grace_period=1",
+        "--set",
+        "teacher.epochs=3",
+        "--set",
+        "promotion.seeds=1",
+        "--set",
+        "promotion.baselines=[]",
+    ]
+
+
+@pytest.fixture
+def postgres_study_name():
+    names: list[str] = []
+    yield names
+    for name in names:
+        try:
+            optuna.delete_study(study_name=name, storage=POSTGRES)
+        except KeyError:
+            pass
+
+
+def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name) -> None:
+    study_dir = tmp_path / f"s{uuid.uuid4().hex[:8]}"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    postgres_study_name.append(f"pcd-digits-{study_dir.name}")
+    env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
+    proc = run_cli(_study_args(study_dir, tracking, POSTGRES, trials=6, epochs=4), env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "leaderboard" in proc.stdout and "best val_top1" in proc.stdout
+
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert len(summary["trials"]) == 6
+    assert summary["best_value"] > 50 and summary["best_config"]["warmup"] == 2
+    assert {t["node_ip"] for t in summary["trials"]} == {"127.0.0.2", "127.0.0.3"}
+    assert summary["promotion"]["best"]["seeds"] == 1
+
+    client, parents, children = _runs(tracking)
+    assert len(parents) == 1 and len(children) == 6
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert "best_val_top1" in parent.data.metrics
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    outcomes = set()
+    for child in children:
+        epochs = int(child.data.tags["pcd.epochs"])
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_top1")]
+        assert steps == list(range(1, epochs + 1))  # one value per epoch, none twice
+        assert child.info.status == "FINISHED"
+        outcomes.add(child.data.tags["pcd.outcome"])
+    assert outcomes <= {"completed", "stopped_early"} and "completed" in outcomes
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimisation_history.png" in plots
+
+    study = optuna.load_study(study_name=postgres_study_name[0], storage=POSTGRES)
+    states = [t.state for t in study.trials]
+    assert len(states) == 6 and all(s == optuna.trial.TrialState.COMPLETE for s in states)
+
+
+def test_driver_killed_then_restored(ray_cluster, tmp_path) -> None:
+    study_dir = tmp_path / "killed"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
+    args = _study_args(study_dir, tracking, storage, trials=6, epochs=6)
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(
+        [str(VENV_BIN / "pcd"), *args],
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def finished_trials() -> int:
+        if not Path(tracking.removeprefix("sqlite:///")).exists():
+            return 0
+        try:
+            _, _, children = _runs(tracking)
+        except Exception:  # tables not created yet
+            return 0
+        return sum(c.info.status == "FINISHED" for c in children)
+
+    try:
+        finished = wait_for(lambda: finished_trials() >= 2, timeout=240)
+        assert finished, (tmp_path / "driver.log").read_text()[-3000:]
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    _, _, before = _runs(tracking)
+    finished_before = {
+        c.data.tags["pcd.trial_id"]: c.info.run_id for c in before if c.info.status == "FINISHED"
+    }
+    assert len(finished_before) >= 2
+
+    proc = run_cli(args, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((study_dir / "study.json").read_text())
+    assert state["restored"] == 1
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert len(summary["trials"]) == 6
+
+    client, parents, children = _runs(tracking)
+    assert len(parents) == 1
+    trial_ids = [c.data.tags["pcd.trial_id"] for c in children]
+    assert len(trial_ids) == len(set(trial_ids))  # no trial has two runs
+    assert {t["trial_id"] for t in summary["trials"]} <= set(trial_ids)
+    extra = set(trial_ids) - {t["trial_id"] for t in summary["trials"]}
+    # the only runs beyond the study's trials: finished before the crash, kept and tagged
+    assert all(
+        "pcd.restore_note" in c.data.tags for c in children if c.data.tags["pcd.trial_id"] in extra
+    ), (extra, summary["trials"], [(c.data.tags, c.info.status) for c in children])
+    after = {c.data.tags["pcd.trial_id"]: c for c in children}
+    for trial_id, run_id in finished_before.items():  # finished work is kept, not redone
+        assert after[trial_id].info.run_id == run_id and after[trial_id].info.status == "FINISHED"
+    assert all(c.info.status == "FINISHED" for c in children), [
+        (c.data.tags["pcd.trial_id"], c.info.status, c.data.tags.get("pcd.outcome"))
+        for c in children
+    ] + [(t["trial_id"], t["status"], t["epochs"]) for t in summary["trials"]]
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_top1")]
+        assert steps == sorted(set(steps)), "an epoch logged twice"
+
+    optuna_study = optuna.load_study(study_name=f"pcd-digits-{study_dir.name}", storage=storage)
+    states = [t.state for t in optuna_study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 6
