@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from pcd_core.compare import compare_methods, mean_std, train_teacher
+from pcd_core.compare import compare_methods, summary_table, train_teacher
 from pcd_core.train import DataConfig, load_teacher
 
 app = typer.Typer(add_completion=False)
@@ -50,26 +49,11 @@ def main(
             epochs=epochs,
             lr=lr,
         )
-    table = Table(
-        title=f"digits: {teacher_arch} teacher (test {info.test_top1:.1f}%) -> {student}, "
-        f"{epochs} epochs, lr {lr}, {seeds} seeds, mean ± std"
+    table = summary_table(
+        summaries,
+        f"digits: {teacher_arch} teacher (test {info.test_top1:.1f}%) -> {student}, "
+        f"{epochs} epochs, lr {lr}, {seeds} seeds, mean ± std",
     )
-    for col in (
-        "method",
-        "val top-1 %",
-        "test top-1 % (best-on-val)",
-        "test top-1 % (last)",
-        "test hard-class %",
-    ):
-        table.add_column(col, justify="right")
-    for s in summaries:
-        table.add_row(
-            s.method,
-            mean_std(s.val_top1),
-            mean_std(s.test_top1_best_val),
-            mean_std(s.test_top1_last),
-            mean_std(s.test_hard_top1),
-        )
     console.print(table)
 
 

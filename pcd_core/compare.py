@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from pcd_core.train import DataConfig, TrainConfig, train
 
 
@@ -86,3 +88,25 @@ def compare_methods(
                 on_run(label, seed, result.best_val_top1)
         summaries.append(summary)
     return summaries
+
+
+def summary_table(summaries: Sequence[MethodSummary], title: str) -> Table:
+    """The comparison as a table: val (selection) and test (best-on-val and last), mean ± std."""
+    table = Table(title=title)
+    for col in (
+        "method",
+        "val top-1 %",
+        "test top-1 % (best-on-val)",
+        "test top-1 % (last)",
+        "test hard-class %",
+    ):
+        table.add_column(col, justify="right")
+    for s in summaries:
+        table.add_row(
+            s.method,
+            mean_std(s.val_top1),
+            mean_std(s.test_top1_best_val),
+            mean_std(s.test_top1_last),
+            mean_std(s.test_hard_top1),
+        )
+    return table

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
-from pcd_core.compare import compare_methods, mean_std, train_teacher
+from pcd_core.compare import compare_methods, summary_table, train_teacher
 from pcd_core.train import DataConfig, load_teacher
 
 console = Console()
@@ -49,25 +48,10 @@ def main() -> None:
                 f"  {label:4s} seed {seed}: best val top-1 {val:.1f}%"
             ),
         )
-    table = Table(
-        title=f"digits, mlp_32 student, 30 epochs, lr 0.01, {len(SEEDS)} seeds (mean ± std)"
+    table = summary_table(
+        summaries,
+        f"digits, mlp_32 student, 30 epochs, lr 0.01, {len(SEEDS)} seeds (mean ± std)",
     )
-    for col in (
-        "method",
-        "val top-1 %",
-        "test top-1 % (best-on-val)",
-        "test top-1 % (last)",
-        "test hard-class %",
-    ):
-        table.add_column(col, justify="right")
-    for s in summaries:
-        table.add_row(
-            s.method,
-            mean_std(s.val_top1),
-            mean_std(s.test_top1_best_val),
-            mean_std(s.test_top1_last),
-            mean_std(s.test_hard_top1),
-        )
     console.print(table)
     console.print(f"[dim]done in {time.perf_counter() - start:.0f} s[/dim]")
 

@@ -29,3 +29,20 @@ def check_temperature(temperature: float) -> None:
 def compute_dtype(*tensors: Tensor) -> torch.dtype:
     """float64 stays float64 (tests, gradcheck); everything else is computed in float32."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def prepared_pair(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float, standardize: bool
+) -> tuple[Tensor, Tensor]:
+    """Checked logits in the compute dtype, standardised if asked (call inside a region with
+    autocast disabled)."""
+    check_logit_pair(student_logits, teacher_logits)
+    check_temperature(temperature)
+    dtype = compute_dtype(student_logits, teacher_logits)
+    s = student_logits.to(dtype)
+    t = teacher_logits.to(dtype)
+    if standardize:
+        from pcd_core.losses.standardize import standardize_logits
+
+        s, t = standardize_logits(s), standardize_logits(t)
+    return s, t

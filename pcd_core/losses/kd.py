@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pcd_core.losses._common import check_logit_pair, check_temperature, compute_dtype
-from pcd_core.losses.standardize import standardize_logits
+from pcd_core.losses._common import check_logit_pair, prepared_pair
 
 
 def kd_loss(
@@ -22,14 +21,8 @@ def kd_loss(
     Computed in fp32 (float64 inputs stay float64) even under autocast; the teacher side is
     used as given (the caller passes teacher logits produced under ``no_grad``).
     """
-    check_logit_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
-    dtype = compute_dtype(student_logits, teacher_logits)
     with torch.autocast(student_logits.device.type, enabled=False):
-        s = student_logits.to(dtype)
-        t = teacher_logits.to(dtype)
-        if standardize:
-            s, t = standardize_logits(s), standardize_logits(t)
+        s, t = prepared_pair(student_logits, teacher_logits, temperature, standardize)
         log_q = F.log_softmax(s / temperature, dim=1)
         log_p = F.log_softmax(t / temperature, dim=1)
         kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)
@@ -52,7 +45,6 @@ def dkd_parts(
     constant (mdistiller's ``- 1000 * gt_mask``), which fails for logits of large magnitude.
     """
     check_logit_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
     batch, num_classes = student_logits.shape
     if num_classes < 3:
         raise ValueError(
@@ -60,12 +52,8 @@ def dkd_parts(
         )
     if target.shape != (batch,):
         raise ValueError(f"target must have shape ({batch},), got {tuple(target.shape)}")
-    dtype = compute_dtype(student_logits, teacher_logits)
     with torch.autocast(student_logits.device.type, enabled=False):
-        s = student_logits.to(dtype)
-        t = teacher_logits.to(dtype)
-        if standardize:
-            s, t = standardize_logits(s), standardize_logits(t)
+        s, t = prepared_pair(student_logits, teacher_logits, temperature, standardize)
         s = s / temperature
         t = t / temperature
         target = target.long().unsqueeze(1)

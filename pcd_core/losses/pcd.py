@@ -19,7 +19,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from pcd_core.losses._common import check_logit_pair, check_temperature, compute_dtype
+from pcd_core.losses._common import (
+    check_logit_pair,
+    check_temperature,
+    compute_dtype,
+    prepared_pair,
+)
 from pcd_core.losses.standardize import standardize_logits
 
 Ranking = Literal["abs_gap", "teacher", "none"]
@@ -407,16 +412,10 @@ def released_pcd_loss(
     batch-mean KL times the batch-mean weight (a product of two means). ``alpha`` is applied
     by the method, as for every other loss.
     """
-    check_logit_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
     if stages < 1:
         raise ValueError(f"stages must be >= 1, got {stages}")
-    dtype = compute_dtype(student_logits, teacher_logits)
     with torch.autocast(student_logits.device.type, enabled=False):
-        s = student_logits.to(dtype)
-        t = teacher_logits.to(dtype)
-        if standardize:
-            s, t = standardize_logits(s), standardize_logits(t)
+        s, t = prepared_pair(student_logits, teacher_logits, temperature, standardize)
         log_q = torch.log_softmax(s / temperature, dim=1)
         log_p = torch.log_softmax(t / temperature, dim=1)
         p = log_p.exp()

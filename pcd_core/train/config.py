@@ -26,6 +26,16 @@ class DataConfig(BaseModel):
     seed: int = Field(0, ge=0, description="data seed: split, batch order, augmentation")
     augment: bool | None = Field(None, description="crop+flip; default: per data set")
     image_size: int = Field(32, ge=4, description="resize side, image folders only")
+    streaming: bool = Field(
+        False, description="image folders too large for memory: decode batches in workers"
+    )
+    num_workers: int = Field(2, ge=0, description="decoding workers when streaming")
+
+    @model_validator(mode="after")
+    def _streaming_folders_only(self) -> DataConfig:
+        if self.streaming and self.name != "image_folder":
+            raise ValueError("streaming applies to image_folder data only")
+        return self
 
     @field_validator("name")
     @classmethod

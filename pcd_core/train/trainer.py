@@ -20,7 +20,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pcd_core.data import DeviceLoader, ImageData, default_augment, load_dataset, train_val_split
+from pcd_core.data import (
+    DatasetError,
+    DeviceLoader,
+    ImageData,
+    StreamingImageFolder,
+    StreamingLoader,
+    default_augment,
+    load_dataset,
+    make_dataloader,
+    train_val_split,
+)
 from pcd_core.methods import build_method
 from pcd_core.models import build_model
 from pcd_core.train.checkpoint import (
@@ -120,12 +130,58 @@ class _Setup:
     device: torch.device
     amp: bool
     channels_last: bool
-    train: ImageData
-    test: ImageData
+    train: ImageData | StreamingImageFolder
+    test: ImageData | StreamingImageFolder
     train_idx: Tensor
     val_idx: Tensor
     fingerprint: str
     augment: bool
+    num_workers: int = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def channels(self) -> int:
+        return self.train.channels
+
+    @property
+    def image_side(self) -> int:
+        data = self.train
+        return data.size[0] if isinstance(data, StreamingImageFolder) else data.image_size[0]
+
+    def loader(
+        self,
+        data: ImageData | StreamingImageFolder,
+        indices: Tensor | None,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        seed: int,
+    ) -> DeviceLoader | StreamingLoader:
+        """Held on the device (in-memory data) or decoded in workers (streaming folders)."""
+        kw = dict(
+            shuffle=shuffle,
+            augment=augment,
+            seed=seed,
+            device=self.device,
+            channels_last=self.channels_last,
+        )
+        if isinstance(data, StreamingImageFolder):
+            return make_dataloader(data, indices, batch_size, num_workers=self.num_workers, **kw)
+        return DeviceLoader(data, indices, batch_size, **kw)
+
+
+def folder_fingerprint(data: StreamingImageFolder) -> str:
+    """sha256 of an image folder's relative paths, sizes and labels (not its pixels)."""
+    digest = hashlib.sha256()
+    root = Path(data.files[0]).parent.parent if data.files else Path(".")
+    for path, label in zip(data.files, data.labels.tolist(), strict=True):
+        p = Path(path)
+        digest.update(f"{p.relative_to(root)}|{p.stat().st_size}|{label}\n".encode())
+    return digest.hexdigest()
 
 
 def _prepare(config: TrainConfig) -> _Setup:
@@ -134,8 +190,29 @@ def _prepare(config: TrainConfig) -> _Setup:
     kw: dict[str, Any] = {}
     if config.data.name == "image_folder":
         kw["image_size"] = config.data.image_size
-    train = load_dataset(config.data.name, "train", config.data.root, **kw)
-    test = load_dataset(config.data.name, "test", config.data.root, **kw)
+    train: ImageData | StreamingImageFolder
+    test: ImageData | StreamingImageFolder
+    if config.data.streaming:
+        if config.data.root is None:
+            raise DatasetError("image_folder needs root: a folder with <split>/<class>/ images")
+        train = StreamingImageFolder(config.data.root, "train", image_size=config.data.image_size)
+        test = StreamingImageFolder(
+            config.data.root,
+            "test",
+            image_size=config.data.image_size,
+            mean=train.mean,
+            std=train.std,
+        )
+        if test.class_names != train.class_names:
+            raise DatasetError(
+                f"{config.data.root}: test classes {test.class_names} differ from train "
+                f"classes {train.class_names}"
+            )
+        fingerprint = folder_fingerprint(train)
+    else:
+        train = load_dataset(config.data.name, "train", config.data.root, **kw)
+        test = load_dataset(config.data.name, "test", config.data.root, **kw)
+        fingerprint = dataset_fingerprint(train)
     train_idx, val_idx = train_val_split(train.labels, config.data.val_fraction, config.data.seed)
     return _Setup(
         device=device,
@@ -145,10 +222,23 @@ def _prepare(config: TrainConfig) -> _Setup:
         test=test,
         train_idx=train_idx,
         val_idx=val_idx,
-        fingerprint=dataset_fingerprint(train),
+        fingerprint=fingerprint,
         augment=default_augment(config.data.name)
         if config.data.augment is None
         else config.data.augment,
+        num_workers=config.data.num_workers,
+    )
+
+
+def _train_loader(config: TrainConfig, setup: _Setup) -> DeviceLoader | StreamingLoader:
+    """The training batches: shuffled and augmented as a function of (data seed, epoch)."""
+    return setup.loader(
+        setup.train,
+        setup.train_idx,
+        config.batch_size,
+        shuffle=True,
+        augment=setup.augment,
+        seed=config.data.seed,
     )
 
 
@@ -158,9 +248,9 @@ def _check_teacher(info: TeacherInfo, setup: _Setup, config: TrainConfig) -> Non
             f"teacher was trained on {info.dataset} (fingerprint {info.dataset_fingerprint[:12]}),"
             f" this run uses {config.data.name} ({setup.fingerprint[:12]})"
         )
-    if info.num_classes != setup.train.num_classes:
+    if info.num_classes != setup.num_classes:
         raise CheckpointError(
-            f"teacher predicts {info.num_classes} classes, the data has {setup.train.num_classes}"
+            f"teacher predicts {info.num_classes} classes, the data has {setup.num_classes}"
         )
 
 
@@ -184,7 +274,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     setup = _prepare(config)
     device = setup.device
-    num_classes = setup.train.num_classes
+    num_classes = setup.num_classes
     method = build_method(config.method, config.method_options)
     method.check(num_classes)
     memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
@@ -200,28 +290,17 @@ def train(
         teacher = teacher.to(memory_format=memory_format)
 
     torch.manual_seed(config.seed)
-    student = build_model(
-        config.arch, num_classes, setup.train.channels, setup.train.image_size[0]
-    ).to(device, memory_format=memory_format)
+    student = build_model(config.arch, num_classes, setup.channels, setup.image_side).to(
+        device, memory_format=memory_format
+    )
     distiller = Distiller(student, teacher, method)
 
-    loader_kw = dict(device=device, channels_last=setup.channels_last)
-    train_loader = DeviceLoader(
-        setup.train,
-        setup.train_idx,
-        config.batch_size,
-        shuffle=True,
-        augment=setup.augment,
-        seed=config.data.seed,
-        **loader_kw,
-    )
+    train_loader = _train_loader(config, setup)
     eval_bs = max(256, config.batch_size)
-    val_loader = DeviceLoader(
-        setup.train, setup.val_idx, eval_bs, shuffle=False, augment=False, seed=0, **loader_kw
+    val_loader = setup.loader(
+        setup.train, setup.val_idx, eval_bs, shuffle=False, augment=False, seed=0
     )
-    test_loader = DeviceLoader(
-        setup.test, None, eval_bs, shuffle=False, augment=False, seed=0, **loader_kw
-    )
+    test_loader = setup.loader(setup.test, None, eval_bs, shuffle=False, augment=False, seed=0)
 
     has_val = len(val_loader.indices) > 0
     hard: Tensor | None = None
@@ -352,9 +431,9 @@ def train(
     best_model, best_test = student, last_test
     if has_val:
         best_state = load_file(best_path, "best checkpoint")["model"]
-        best_model = build_model(
-            config.arch, num_classes, setup.train.channels, setup.train.image_size[0]
-        ).to(device, memory_format=memory_format)
+        best_model = build_model(config.arch, num_classes, setup.channels, setup.image_side).to(
+            device, memory_format=memory_format
+        )
         best_model.load_state_dict(best_state)
         best_test = _evaluate(best_model, test_loader, num_classes, hard, setup.amp)
         result.test = {"best_val": {"epoch": best_epoch, **best_test}, **result.test}
@@ -368,8 +447,8 @@ def train(
             {
                 "arch": config.arch,
                 "num_classes": num_classes,
-                "in_channels": setup.train.channels,
-                "image_size": setup.train.image_size[0],
+                "in_channels": setup.channels,
+                "image_size": setup.image_side,
                 "dataset": config.data.name,
                 "dataset_fingerprint": setup.fingerprint,
                 "test_top1": float(best_test["top1"]),
@@ -420,16 +499,7 @@ def prefill_logit_bank(config: TrainConfig) -> int:
     _check_teacher(info, setup, config)
     if setup.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(
-        setup.train,
-        setup.train_idx,
-        config.batch_size,
-        shuffle=True,
-        augment=setup.augment,
-        seed=config.data.seed,
-        device=setup.device,
-        channels_last=setup.channels_last,
-    )
+    loader = _train_loader(config, setup)
     bank = _bank(config, setup, info, loader)
     built = 0
     for epoch in range(1, config.epochs + 1):
