@@ -182,7 +182,11 @@ class StudySpec(_Strict):
     teacher: TeacherSpec
     student: str
     method: str = "pcd"
-    training: dict[str, Any] = Field(default_factory=dict, description="fixed TrainConfig fields")
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fixed training settings (lr, weight_decay, batch_size, momentum, epochs, "
+        "seed: the model-init seed of every trial, default the study seed)",
+    )
     space: dict[str, Param] = Field(default_factory=dict)
     objective: Objective = Field(default_factory=Objective)
     second_objective: SecondObjective | None = None
@@ -203,7 +207,7 @@ class StudySpec(_Strict):
             raise ValueError(f"method: unknown method {self.method!r}; one of {', '.join(METHODS)}")
         option_names = set(METHODS[self.method].options.model_fields)
         for key in self.training:
-            if key not in (*TRAINING_PARAMS, "epochs"):
+            if key not in (*TRAINING_PARAMS, "epochs", "seed"):
                 raise ValueError(
                     f"training.{key}: not a training option; allowed: {', '.join(TRAINING_PARAMS)}"
                 )

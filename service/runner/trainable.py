@@ -71,7 +71,7 @@ def trial_config(
         else None,
         teacher_hash=ctx.teacher_hash,
         epochs=int(spec.training.get("epochs", spec.budget.max_epochs)),
-        seed=spec.seed if seed is None else seed,
+        seed=int(spec.training.get("seed", spec.seed)) if seed is None else seed,
         logit_bank=Path(ctx.logit_bank) if ctx.logit_bank and method != "ce" else None,
         **training,
     )

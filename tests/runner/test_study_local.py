@@ -1,0 +1,52 @@
+"""`pcd study run` on an embedded (local) Ray, SQLite and a local MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .conftest import run_cli
+
+
+def test_local_study_from_the_command_line(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    study_dir = tmp_path / "local"
+    proc = run_cli(
+        [
+            "study",
+            "run",
+            "pcd-digits",
+            "--study-dir",
+            str(study_dir),
+            "--num-cpus",
+            "2",
+            "--set",
+            "budget.trials=2",
+            "--set",
+            "budget.max_epochs=2",
+            "--set",
+            "scheduler.type=none",
+            "--set",
+            "teacher.epochs=2",
+            "--set",
+            "promotion.seeds=0",
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "leaderboard" in proc.stdout
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert len(summary["trials"]) == 2 and all(t["epochs"] == 2 for t in summary["trials"])
+    assert (study_dir / "mlflow.db").is_file() and (study_dir / "optuna.db").is_file()
+    assert (study_dir / "teacher" / "teacher.pt").is_file()
+
+
+def test_bad_spec_is_one_line_and_exit_2(tmp_path) -> None:
+    proc = run_cli(["study", "run", "pcd-digits", "--set", "budget.trials=0"], dict(os.environ))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "budget.trials" in lines[0] and "Traceback" not in proc.stderr
+    proc = run_cli(["study", "run", "no-such-space"], dict(os.environ))
+    assert proc.returncode == 2 and "no search space named 'no-such-space'" in proc.stderr
