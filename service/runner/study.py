@@ -270,6 +270,11 @@ def run_study(
     spec_json = spec.model_dump(mode="json")
     if state.data.get("spec", spec_json) != spec_json:
         raise StudyError(f"{study_dir} holds a study with another spec; use a new folder")
+    if state.data.get("finished"):
+        raise StudyError(
+            f"{study_dir} holds a finished study (results in {study_dir / 'summary.json'}); "
+            "use another study folder to run it again"
+        )
     state.data["spec"] = spec_json
     state.save()
 
@@ -416,6 +421,8 @@ def run_study(
     client.log_dict(parent_run_id, _jsonable(asdict(result)), "summary.json")
     client.set_terminated(parent_run_id, status="FINISHED")
     (study_dir / "summary.json").write_text(json.dumps(_jsonable(asdict(result)), indent=1))
+    state.data["finished"] = True
+    state.save()
     return result
 
 

@@ -40,6 +40,27 @@ def test_local_study_from_the_command_line(tmp_path) -> None:
     assert len(summary["trials"]) == 2 and all(t["epochs"] == 2 for t in summary["trials"])
     assert (study_dir / "mlflow.db").is_file() and (study_dir / "optuna.db").is_file()
     assert (study_dir / "teacher" / "teacher.pt").is_file()
+    again = run_cli(
+        [
+            "study",
+            "run",
+            "pcd-digits",
+            "--study-dir",
+            str(study_dir),
+            "--set",
+            "budget.trials=2",
+            "--set",
+            "budget.max_epochs=2",
+            "--set",
+            "scheduler.type=none",
+            "--set",
+            "teacher.epochs=2",
+            "--set",
+            "promotion.seeds=0",
+        ],
+        env,
+    )
+    assert again.returncode == 1 and "holds a finished study" in again.stderr
 
 
 def test_bad_spec_is_one_line_and_exit_2(tmp_path) -> None:
