@@ -137,6 +137,28 @@ def study_run(
     console.print(f"study folder: {result.study_dir}")
 
 
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="bind address"),
+    port: int = typer.Option(8000, help="port"),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Run the REST API (settings from PCD_* environment variables; see README)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.api.app import create_app
+    from service.settings import Settings
+
+    try:
+        settings = Settings()
+        settings.tokens()
+    except (ValidationError, ValueError) as err:
+        _fail(str(err).splitlines()[0], 2)
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, workers=1)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
 

@@ -1,0 +1,497 @@
+"""The FastAPI application: studies over REST.
+
+Data flows one way: routes validate and write the store; the supervisor (runner side) starts
+drivers from the store and reconciles it with reality; pcd_core never sees the service.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+import httpx
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+
+from search_spaces import SpecError, builtin_names, load_spec, parse_spec
+from search_spaces.schema import StudySpec
+from service.api.schemas import (
+    BestTrial,
+    Links,
+    NamedSpaceRequest,
+    SearchSpaceOut,
+    StudyOut,
+    StudyPage,
+    TrialCounters,
+    TrialOut,
+    TrialPage,
+    ValidationOut,
+)
+from service.runner.supervisor import Supervisor
+from service.settings import Settings
+from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
+from service.store.db import IdempotencyConflict
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None):
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code=status, detail=detail, headers=headers)
+
+
+def _escapes(root: Path, name: str) -> bool:
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        return True
+    base = root.resolve()
+    return not (base / name).resolve().is_relative_to(base)
+
+
+def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    tokens = settings.tokens()
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "pcd_http_requests_total",
+        "HTTP requests",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "pcd_http_request_seconds", "HTTP request latency", ["route"], registry=registry
+    )
+    studies_gauge = Gauge("pcd_studies", "studies by status", ["status"], registry=registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(settings.database_url)
+        store = Store(settings.database_url)
+        supervisor = Supervisor(store, settings)
+        app.state.store, app.state.supervisor = store, supervisor
+        if supervise:
+            supervisor.reconcile()
+            supervisor.start()
+        yield
+        supervisor.shutdown()
+        store.engine.dispose()
+
+    app = FastAPI(
+        title="pcd",
+        version="0.1.0",
+        description="Distillation studies: submit, follow, compare in MLflow.",
+        lifespan=lifespan,
+    )
+
+    # ------------------------------------------------------------- plumbing
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next: Callable):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            return problem(
+                413,
+                "Payload Too Large",
+                f"request bodies are limited to {settings.max_body_bytes} bytes",
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        latency.labels(path).observe(time.perf_counter() - started)
+        requests_total.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        titles = {
+            400: "Bad Request",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            409: "Conflict",
+            413: "Payload Too Large",
+            422: "Unprocessable Content",
+            503: "Service Unavailable",
+        }
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "Error"),
+            str(exc.detail),
+            getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        return problem(422, "Unprocessable Content", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        return problem(500, "Internal Server Error", "unexpected error; see the service log")
+
+    def store(request: Request) -> Store:
+        return request.app.state.store
+
+    def supervisor(request: Request) -> Supervisor:
+        return request.app.state.supervisor
+
+    def require(scope: str) -> Callable:
+        def check(authorization: Annotated[str | None, Header()] = None) -> str:
+            challenge = {"WWW-Authenticate": "Bearer"}
+            if not authorization or not authorization.lower().startswith("bearer "):
+                raise ApiError(401, "send Authorization: Bearer <token>", challenge)
+            token = authorization[7:].strip()
+            granted = tokens.get(token)
+            if granted is None:
+                raise ApiError(401, "unknown token", challenge)
+            if scope == "rw" and granted != "rw":
+                raise ApiError(403, "this token is read-only; writes need a read-write token")
+            return granted
+
+        return check
+
+    read, write = Depends(require("ro")), Depends(require("rw"))
+
+    # ------------------------------------------------------------- helpers
+    def to_spec(body: dict[str, Any]) -> StudySpec:
+        try:
+            if "search_space" in body:
+                named = NamedSpaceRequest.model_validate(body)
+                spec = load_spec_by_name(named.search_space, named.overrides)
+            else:
+                spec = parse_spec(body, source="body")
+        except SpecError as err:
+            raise ApiError(422, str(err)) from None
+        except ValueError as err:
+            raise ApiError(422, str(err).splitlines()[0]) from None
+        if spec.budget.trials > settings.max_trials:
+            raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
+        if spec.budget.max_epochs > settings.max_epochs:
+            raise ApiError(422, f"budget.max_epochs: at most {settings.max_epochs} here")
+        if spec.data.root is not None and _escapes(settings.data_root, spec.data.root):
+            raise ApiError(422, "data.root: must name a folder under the data root")
+        if spec.teacher.checkpoint is not None and _escapes(
+            settings.teacher_root, spec.teacher.checkpoint
+        ):
+            raise ApiError(422, "teacher.checkpoint: must name a file under the teacher root")
+        return spec
+
+    def load_spec_by_name(name: str, overrides: dict[str, Any]) -> StudySpec:
+        if name not in builtin_names():
+            raise SpecError(
+                f"search_space: no space named {name!r}; one of {', '.join(builtin_names())}"
+            )
+        return load_spec(name, overrides)
+
+    def study_out(request: Request, record: StudyRecord) -> StudyOut:
+        base = str(request.url_for("get_study", study_id=record.id))
+        counters, best, promotion, mlflow_url = _progress(settings, record)
+        return StudyOut(
+            id=record.id,
+            name=record.name,
+            status=record.status,
+            error=record.error,
+            attempts=record.attempts,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            trials=counters,
+            best=best,
+            promotion=promotion,
+            links=Links(self=base, trials=f"{base}/trials", mlflow=mlflow_url),
+        )
+
+    def get_record(st: Store, study_id: str) -> StudyRecord:
+        record = st.get(study_id)
+        if record is None:
+            raise ApiError(404, f"no study {study_id!r}")
+        return record
+
+    # ------------------------------------------------------------- routes
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        checks = _readiness(settings, request.app.state.store)
+        ok = all(v == "ok" or v.startswith("local") for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(request: Request) -> Response:
+        for status in StudyStatus:
+            studies_gauge.labels(status.value).set(0)
+        for status, n in request.app.state.store.counts().items():
+            studies_gauge.labels(status).set(n)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/search-spaces", tags=["search spaces"], dependencies=[read])
+    def list_spaces() -> list[SearchSpaceOut]:
+        out = []
+        for name in builtin_names():
+            spec = load_spec(name)
+            out.append(
+                SearchSpaceOut(
+                    name=name,
+                    method=spec.method,
+                    student=spec.student,
+                    description=spec.description,
+                )
+            )
+        return out
+
+    @app.get("/v1/search-spaces/{name}", tags=["search spaces"], dependencies=[read])
+    def get_space(name: str) -> SearchSpaceOut:
+        if name not in builtin_names():
+            raise ApiError(404, f"no search space {name!r}; one of {', '.join(builtin_names())}")
+        spec = load_spec(name)
+        return SearchSpaceOut(
+            name=name,
+            method=spec.method,
+            student=spec.student,
+            description=spec.description,
+            spec=spec.model_dump(mode="json"),
+        )
+
+    @app.post(
+        "/v1/studies",
+        tags=["studies"],
+        status_code=201,
+        dependencies=[write],
+        response_model=StudyOut | ValidationOut,
+    )
+    def submit(
+        request: Request,
+        response: Response,
+        body: Annotated[
+            dict[str, Any],
+            Body(
+                description="a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
+                examples=[{"search_space": "pcd-digits", "overrides": {"budget.trials": 4}}],
+            ),
+        ],
+        validate_only: bool = Query(False, description="check the spec, create nothing"),
+        idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+    ):
+        spec = to_spec(body)
+        spec_json = spec.model_dump(mode="json")
+        if validate_only:
+            response.status_code = 200
+            return ValidationOut(spec=spec_json)
+        try:
+            record, created = store(request).create(
+                spec.name, spec_json, idempotency_key=idempotency_key
+            )
+        except IdempotencyConflict as err:
+            raise ApiError(409, str(err)) from None
+        response.status_code = 201 if created else 200
+        response.headers["Location"] = str(request.url_for("get_study", study_id=record.id))
+        return study_out(request, record)
+
+    @app.get("/v1/studies", tags=["studies"], dependencies=[read])
+    def list_studies(
+        request: Request,
+        status: StudyStatus | None = None,
+        offset: int = Query(0, ge=0, le=1_000_000),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> StudyPage:
+        records, total = store(request).list(status=status, offset=offset, limit=limit)
+        return StudyPage(
+            items=[study_out(request, r) for r in records], total=total, offset=offset, limit=limit
+        )
+
+    @app.get("/v1/studies/{study_id}", tags=["studies"], dependencies=[read])
+    def get_study(request: Request, study_id: str) -> StudyOut:
+        return study_out(request, get_record(store(request), study_id))
+
+    @app.get("/v1/studies/{study_id}/trials", tags=["studies"], dependencies=[read])
+    def get_trials(
+        request: Request,
+        study_id: str,
+        offset: int = Query(0, ge=0, le=1_000_000),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> TrialPage:
+        record = get_record(store(request), study_id)
+        trials = _trials(settings, record)
+        return TrialPage(
+            items=trials[offset : offset + limit], total=len(trials), offset=offset, limit=limit
+        )
+
+    @app.post(
+        "/v1/studies/{study_id}/cancel", tags=["studies"], status_code=202, dependencies=[write]
+    )
+    def cancel(request: Request, study_id: str) -> StudyOut:
+        get_record(store(request), study_id)
+        try:
+            supervisor(request).cancel(study_id)
+        except InvalidTransition as err:
+            raise ApiError(409, str(err)) from None
+        return study_out(request, get_record(store(request), study_id))
+
+    @app.post(
+        "/v1/studies/{study_id}/resume", tags=["studies"], status_code=202, dependencies=[write]
+    )
+    def resume(request: Request, study_id: str) -> StudyOut:
+        get_record(store(request), study_id)
+        try:
+            record = store(request).transition(study_id, StudyStatus.queued)
+        except InvalidTransition as err:
+            raise ApiError(409, f"{err}; only failed or cancelled studies resume") from None
+        return study_out(request, record)
+
+    @app.delete("/v1/studies/{study_id}", tags=["studies"], status_code=204, dependencies=[write])
+    def delete(request: Request, study_id: str) -> Response:
+        get_record(store(request), study_id)
+        try:
+            store(request).delete(study_id)
+        except InvalidTransition as err:
+            raise ApiError(409, str(err)) from None
+        return Response(status_code=204)
+
+    return app
+
+
+# --------------------------------------------------------------------- progress
+def _study_state(record: StudyRecord) -> dict[str, Any]:
+    if not record.study_dir:
+        return {}
+    path = Path(record.study_dir) / "study.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    if record.study_dir and (Path(record.study_dir) / "mlflow.db").is_file():
+        return f"sqlite:///{Path(record.study_dir) / 'mlflow.db'}"
+    return None
+
+
+def _child_runs(settings: Settings, record: StudyRecord) -> list[Any]:
+    state = _study_state(record)
+    uri = _tracking_uri(settings, record)
+    if not uri or "parent_run_id" not in state:
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return client.search_runs(
+        [state["experiment_id"]],
+        filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
+        max_results=5000,
+    )
+
+
+def _progress(settings: Settings, record: StudyRecord):
+    counters, best, promotion, mlflow_url = TrialCounters(), None, {}, None
+    state = _study_state(record)
+    runs = _child_runs(settings, record)
+    for run in runs:
+        outcome = run.data.tags.get("pcd.outcome")
+        if run.info.status == "RUNNING":
+            counters.running += 1
+        elif run.info.status == "FAILED" or outcome == "failed":
+            counters.failed += 1
+        elif outcome == "stopped_early":
+            counters.stopped_early += 1
+        else:
+            counters.completed += 1
+    trials = record.spec.get("budget", {}).get("trials", 0)
+    counters.pending = max(0, trials - len(runs))
+    summary_path = Path(record.study_dir or "/nonexistent") / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        best = BestTrial(
+            trial_id=summary.get("best_trial_id"),
+            value=summary.get("best_value"),
+            config=summary.get("best_config") or {},
+        )
+        promotion = summary.get("promotion") or {}
+    uri = settings.mlflow_tracking_uri
+    if uri and uri.startswith("http") and "parent_run_id" in state:
+        mlflow_url = (
+            f"{uri.rstrip('/')}/#/experiments/{state['experiment_id']}/runs/"
+            f"{state['parent_run_id']}"
+        )
+    return counters, best, promotion, mlflow_url
+
+
+def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
+    out = []
+    for run in _child_runs(settings, record):
+        metrics = {k: float(v) for k, v in run.data.metrics.items()}
+        out.append(
+            TrialOut(
+                trial_id=run.data.tags.get("pcd.trial_id", ""),
+                status=run.info.status,
+                outcome=run.data.tags.get("pcd.outcome"),
+                epochs=int(run.data.tags.get("pcd.epochs", "0") or 0),
+                config=dict(run.data.params),
+                last=metrics,
+                best=metrics.get("val_top1"),
+                mlflow_run_id=run.info.run_id,
+            )
+        )
+    return sorted(out, key=lambda t: -(t.best if t.best is not None else -1.0))
+
+
+def _readiness(settings: Settings, store: Store) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text("select 1"))
+        checks["database"] = "ok"
+    except Exception as err:
+        checks["database"] = f"unreachable: {type(err).__name__}"
+    uri = settings.mlflow_tracking_uri
+    if uri and uri.startswith("http"):
+        try:
+            ok = httpx.get(f"{uri.rstrip('/')}/health", timeout=2).status_code == 200
+            checks["mlflow"] = "ok" if ok else "unhealthy"
+        except httpx.HTTPError as err:
+            checks["mlflow"] = f"unreachable: {type(err).__name__}"
+    else:
+        checks["mlflow"] = "local store per study"
+    if settings.ray_address:
+        parsed = urlparse(f"//{settings.ray_address.split('://')[-1]}")
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=2):
+                checks["ray"] = "ok"
+        except OSError as err:
+            checks["ray"] = f"unreachable: {err}"
+    else:
+        checks["ray"] = "local Ray per study"
+    return checks

@@ -1,0 +1,100 @@
+"""Request and response models of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NamedSpaceRequest(BaseModel):
+    """Submit a shipped search space by name, with dotted overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_space: str = Field(..., examples=["pcd-digits"])
+    overrides: dict[str, Any] = Field(default_factory=dict, examples=[{"budget.trials": 4}])
+
+
+class Links(BaseModel):
+    self: str
+    trials: str
+    mlflow: str | None = None
+
+
+class TrialCounters(BaseModel):
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    stopped_early: int = 0
+    failed: int = 0
+
+
+class BestTrial(BaseModel):
+    trial_id: str | None = None
+    value: float | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudyOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    error: str | None = None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    trials: TrialCounters = Field(default_factory=TrialCounters)
+    best: BestTrial | None = None
+    promotion: dict[str, Any] = Field(default_factory=dict)
+    links: Links
+
+
+class StudyPage(BaseModel):
+    items: list[StudyOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class TrialOut(BaseModel):
+    trial_id: str
+    status: str
+    outcome: str | None = None
+    epochs: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)
+    last: dict[str, float] = Field(default_factory=dict)
+    best: float | None = None
+    mlflow_run_id: str
+
+
+class TrialPage(BaseModel):
+    items: list[TrialOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class ValidationOut(BaseModel):
+    valid: bool = True
+    spec: dict[str, Any]
+
+
+class SearchSpaceOut(BaseModel):
+    name: str
+    method: str
+    student: str
+    description: str
+    spec: dict[str, Any] | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str

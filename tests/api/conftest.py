@@ -1,0 +1,83 @@
+"""The real app under uvicorn on loopback, as a separate process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+RW = {"Authorization": "Bearer rw-token"}
+RO = {"Authorization": "Bearer ro-token"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PCD_", "RAY_"))},
+            "PCD_DATABASE_URL": f"sqlite:///{root / 'pcd.db'}",
+            "PCD_API_TOKENS": "rw-token:rw,ro-token:ro",
+            "PCD_STUDIES_DIR": str(root / "studies"),
+            "PCD_DATA_ROOT": str(root / "data"),
+            "PCD_TEACHER_ROOT": str(root / "teachers"),
+            "PCD_LOCAL_CPUS": "2",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = (self.root / "api.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "pcd"), "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError((self.root / "api.log").read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+    def client(self, headers=RW) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def api(tmp_path):
+    server = Api(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+    # drivers run in their own sessions: stop any left
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "service.runner.launch" in cmd and str(tmp_path) in cmd:
+            p.kill()
