@@ -159,6 +159,132 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, workers=1)
 
 
+def _client():
+    import os
+
+    from service.client import PcdClient
+
+    url = os.environ.get("PCD_API_URL", "http://127.0.0.1:8000")
+    return PcdClient(url, token=os.environ.get("PCD_API_TOKEN"))
+
+
+def _api_call(fn):
+    from service.client import ApiError
+
+    try:
+        return fn()
+    except ApiError as err:
+        _fail(err.detail if err.status else str(err), 2 if 400 <= err.status < 500 else 1)
+
+
+def _progress_line(study: dict[str, Any]) -> str:
+    t = study["trials"]
+    best = study.get("best") or {}
+    return (
+        f"{study['id'][:8]} {study['status']:9s} trials: {t['running']} running, "
+        f"{t['completed']} completed, {t['stopped_early']} stopped early, {t['failed']} "
+        f"failed, {t['pending']} pending; best {best.get('value')}"
+    )
+
+
+@study_app.command("submit")
+def study_submit(
+    spec: str = typer.Argument(..., help="a YAML/JSON file, or a built-in space name"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. budget.trials=6"),
+    watch: bool = typer.Option(False, "--watch", help="follow the study to the end"),
+    validate_only: bool = typer.Option(False, "--validate-only"),
+    idempotency_key: str = typer.Option(None, "--idempotency-key"),
+) -> None:
+    """Submit a study to the service (PCD_API_URL, PCD_API_TOKEN)."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            body = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            _fail(f"{path}: not valid YAML ({err})", 2)
+            return
+        for key, value in _overrides(set_).items():  # applied server-side for named spaces
+            node = body
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    else:
+        body = {"search_space": spec, "overrides": _overrides(set_)}
+    with _client() as client:
+        result = _api_call(
+            lambda: client.submit(
+                body, validate_only=validate_only, idempotency_key=idempotency_key
+            )
+        )
+        if validate_only:
+            typer.echo("valid")
+            return
+        typer.echo(f"submitted {result['id']} ({result['status']})")
+        if watch:
+            console = Console()
+            with console.status("waiting") as status:
+                final = _api_call(
+                    lambda: client.wait(
+                        result["id"], on_update=lambda s: status.update(_progress_line(s))
+                    )
+                )
+            console.print(_progress_line(final))
+            if final.get("promotion"):
+                for label, stats in final["promotion"].items():
+                    console.print(
+                        f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f}"
+                        f" ({stats['seeds']} seeds)"
+                    )
+            if final["status"] != "succeeded":
+                _fail(f"study {final['status']}: {final.get('error')}")
+
+
+@study_app.command("list")
+def study_list(status: str = typer.Option(None), limit: int = typer.Option(50)) -> None:
+    """List studies."""
+    with _client() as client:
+        page = _api_call(lambda: client.studies(status=status, limit=limit))
+    for study in page["items"]:
+        typer.echo(_progress_line(study) + f"  {study['name']}")
+    typer.echo(f"{page['total']} studies")
+
+
+@study_app.command("show")
+def study_show(study_id: str) -> None:
+    """Show a study as JSON."""
+    import json
+
+    with _client() as client:
+        typer.echo(json.dumps(_api_call(lambda: client.study(study_id)), indent=1))
+
+
+@study_app.command("trials")
+def study_trials(study_id: str, limit: int = typer.Option(50)) -> None:
+    """A study's trials, best first."""
+    with _client() as client:
+        page = _api_call(lambda: client.trials(study_id, limit=limit))
+    for t in page["items"]:
+        typer.echo(
+            f"{t['trial_id']} {t['status']:9s} {t['outcome'] or '-':13s} "
+            f"epochs {t['epochs']:3d} best {t['best']}  {t['config']}"
+        )
+
+
+@study_app.command("cancel")
+def study_cancel(study_id: str) -> None:
+    """Cancel a study."""
+    with _client() as client:
+        typer.echo(_api_call(lambda: client.cancel(study_id))["status"])
+
+
+@study_app.command("resume")
+def study_resume(study_id: str) -> None:
+    """Resume a failed or cancelled study."""
+    with _client() as client:
+        typer.echo(_api_call(lambda: client.resume(study_id))["status"])
+
+
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
 
