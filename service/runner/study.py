@@ -156,9 +156,10 @@ def _parent_run(
 ) -> tuple[str, str]:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        experiment_id = client.create_experiment(
-            EXPERIMENT, artifact_location=(study_dir.parent / "mlartifacts").resolve().as_uri()
-        )
+        # a tracking server stores artifacts itself (proxied); a local store next to the study
+        local = not client.tracking_uri.startswith(("http://", "https://"))
+        location = (study_dir.parent / "mlartifacts").resolve().as_uri() if local else None
+        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
     run_id = state.data.get("parent_run_id")

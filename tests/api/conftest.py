@@ -81,3 +81,62 @@ def api(tmp_path):
         cmd = " ".join(p.info["cmdline"] or [])
         if "service.runner.launch" in cmd and str(tmp_path) in cmd:
             p.kill()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server (one worker) on loopback."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (tmp_path / "mlflow.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow-server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "mlflow-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        raise RuntimeError((tmp_path / "mlflow.log").read_text()[-2000:])
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def postgres_url():
+    """A private schema in the real Postgres, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    base = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    schema = f"pcd_api_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"drop schema {schema} cascade"))
+    admin.dispose()
