@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pcd_core.demo
+	$(PY) -m service.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,190 @@
+"""`make demo`: the whole product on one machine, over REST.
+
+Starts a local MLflow server (UI on 127.0.0.1) and the API (SQLite store, local Ray), submits
+the digits PCD study, follows it to the end, prints the leaderboard and the promoted result
+with the MLflow URL, and saves a plot. Everything it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from service.client import PcdClient
+
+console = Console()
+ROOT = Path(".demo")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], env: dict[str, str], log: Path, health: str, what: str):
+    proc = subprocess.Popen(
+        args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"error: {what} exited; see {log}")
+        try:
+            if httpx.get(health, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise SystemExit(f"error: {what} did not start in 120 s; see {log}")
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir()
+    bin_dir = Path(sys.executable).parent
+    token = secrets.token_hex(16)
+    mlflow_port, api_port = _port(), _port()
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PCD_DATABASE_URL": f"sqlite:///{ROOT / 'pcd.db'}",
+        "PCD_MLFLOW_TRACKING_URI": mlflow_url,
+        "PCD_API_TOKENS": f"{token}:rw",
+        "PCD_STUDIES_DIR": str(ROOT / "studies"),
+    }
+    mlflow = api = None
+    try:
+        console.print("[bold]starting MLflow[/bold] (UI at " + mlflow_url + ") ...")
+        mlflow = _start(
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{ROOT / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(ROOT / "mlartifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            env,
+            ROOT / "mlflow.log",
+            f"{mlflow_url}/health",
+            "MLflow",
+        )
+        console.print("[bold]starting the API[/bold] at " + api_url + " ...")
+        api = _start(
+            [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
+            env,
+            ROOT / "api.log",
+            f"{api_url}/healthz",
+            "the API",
+        )
+        with PcdClient(api_url, token=token) as client:
+            study = client.submit({"search_space": "pcd-digits"})
+            console.print(f"submitted study {study['id']} over REST; following it ...")
+            with console.status("queued") as status:
+                final = client.wait(
+                    study["id"],
+                    on_update=lambda s: status.update(
+                        f"{s['status']}: {s['trials']['running']} running, "
+                        f"{s['trials']['completed']} completed, {s['trials']['stopped_early']} "
+                        f"stopped early, {s['trials']['pending']} pending"
+                    ),
+                )
+            if final["status"] != "succeeded":
+                raise SystemExit(f"error: the study {final['status']}: {final['error']}")
+            trials = client.trials(study["id"])["items"]
+        table = Table(title="leaderboard (val top-1 %, the tuning metric)")
+        for col in ("trial", "outcome", "epochs", "val top-1", "config"):
+            table.add_column(col)
+        for t in trials:
+            config = ", ".join(f"{k}={_short(v)}" for k, v in t["config"].items())
+            table.add_row(
+                t["trial_id"],
+                t["outcome"] or "-",
+                str(t["epochs"]),
+                "-" if t["best"] is None else f"{t['best']:.2f}",
+                config,
+            )
+        console.print(table)
+        for label, stats in final["promotion"].items():
+            console.print(
+                f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} "
+                f"({stats['seeds']} seeds, retrained on train+val)"
+            )
+        plot = _plot(trials, final)
+        console.print(f"best config: {final['best']['config']}")
+        console.print(f"MLflow run: {final['links']['mlflow']}")
+        console.print(
+            "[dim]the demo's MLflow server stops with it; to browse the runs again: "
+            f"{bin_dir / 'mlflow'} server --backend-store-uri sqlite:///{ROOT / 'mlflow.db'} "
+            f"--artifacts-destination {ROOT / 'mlartifacts'} --port {mlflow_port}[/dim]"
+        )
+        console.print(f"plot: {plot}")
+    finally:
+        _stop(api)
+        _stop(mlflow)
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.3g}" if "." in value else value
+    except ValueError:
+        return value
+
+
+def _plot(trials: list[dict], final: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    values = [t["best"] for t in trials if t["best"] is not None]
+    axes[0].bar(range(len(values)), values)
+    axes[0].set_ylim(min(values) - 2, 100)
+    axes[0].set_xlabel("trial (best first)")
+    axes[0].set_ylabel("val top-1 %")
+    labels = list(final["promotion"])
+    means = [final["promotion"][k]["mean"] for k in labels]
+    stds = [final["promotion"][k]["std"] for k in labels]
+    axes[1].bar(labels, means, yerr=stds, capsize=6)
+    axes[1].set_ylim(min(means) - 5, 100)
+    axes[1].set_ylabel("test top-1 % (mean ± std over seeds)")
+    fig.suptitle("pcd-digits study")
+    fig.tight_layout()
+    path = ROOT / "pcd-digits.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.resolve()
+
+
+if __name__ == "__main__":
+    main()
