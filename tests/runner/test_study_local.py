@@ -7,59 +7,23 @@ import os
 
 from .conftest import run_cli
 
+SMALL = "budget.trials=2 budget.max_epochs=2 scheduler.type=none teacher.epochs=2 promotion.seeds=0"
+SETS = [arg for item in SMALL.split() for arg in ("--set", item)]
+
 
 def test_local_study_from_the_command_line(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     study_dir = tmp_path / "local"
-    proc = run_cli(
-        [
-            "study",
-            "run",
-            "pcd-digits",
-            "--study-dir",
-            str(study_dir),
-            "--num-cpus",
-            "2",
-            "--set",
-            "budget.trials=2",
-            "--set",
-            "budget.max_epochs=2",
-            "--set",
-            "scheduler.type=none",
-            "--set",
-            "teacher.epochs=2",
-            "--set",
-            "promotion.seeds=0",
-        ],
-        env,
-    )
+    args = ["study", "run", "pcd-digits", "--study-dir", str(study_dir), "--num-cpus", "2", *SETS]
+    proc = run_cli(args, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "leaderboard" in proc.stdout
     summary = json.loads((study_dir / "summary.json").read_text())
     assert len(summary["trials"]) == 2 and all(t["epochs"] == 2 for t in summary["trials"])
     assert (study_dir / "mlflow.db").is_file() and (study_dir / "optuna.db").is_file()
     assert (study_dir / "teacher" / "teacher.pt").is_file()
-    again = run_cli(
-        [
-            "study",
-            "run",
-            "pcd-digits",
-            "--study-dir",
-            str(study_dir),
-            "--set",
-            "budget.trials=2",
-            "--set",
-            "budget.max_epochs=2",
-            "--set",
-            "scheduler.type=none",
-            "--set",
-            "teacher.epochs=2",
-            "--set",
-            "promotion.seeds=0",
-        ],
-        env,
-    )
+    again = run_cli(args, env)  # a finished study is not run twice
     assert again.returncode == 1 and "holds a finished study" in again.stderr
 
 
