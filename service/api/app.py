@@ -400,14 +400,20 @@ def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
     return None
 
 
-def _child_runs(settings: Settings, record: StudyRecord) -> list[Any]:
-    state = _study_state(record)
+def _client(settings: Settings, record: StudyRecord) -> Any:
     uri = _tracking_uri(settings, record)
-    if not uri or "parent_run_id" not in state:
-        return []
+    if not uri:
+        return None
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    return MlflowClient(uri)
+
+
+def _child_runs(settings: Settings, record: StudyRecord) -> list[Any]:
+    state = _study_state(record)
+    client = _client(settings, record)
+    if client is None or "parent_run_id" not in state:
+        return []
     return client.search_runs(
         [state["experiment_id"]],
         filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
@@ -451,8 +457,11 @@ def _progress(settings: Settings, record: StudyRecord):
 
 def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
+    client = _client(settings, record)
     for run in _child_runs(settings, record):
         metrics = {k: float(v) for k, v in run.data.metrics.items()}
+        history = client.get_metric_history(run.info.run_id, "val_top1")
+        best = max((m.value for m in history), default=None)  # best epoch, as selection uses
         out.append(
             TrialOut(
                 trial_id=run.data.tags.get("pcd.trial_id", ""),
@@ -461,7 +470,7 @@ def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
                 epochs=int(run.data.tags.get("pcd.epochs", "0") or 0),
                 config=dict(run.data.params),
                 last=metrics,
-                best=metrics.get("val_top1"),
+                best=best,
                 mlflow_run_id=run.info.run_id,
             )
         )

@@ -66,8 +66,8 @@ class TrialOut(BaseModel):
     outcome: str | None = None
     epochs: int = 0
     config: dict[str, Any] = Field(default_factory=dict)
-    last: dict[str, float] = Field(default_factory=dict)
-    best: float | None = None
+    last: dict[str, float] = Field(default_factory=dict, description="last epoch's metrics")
+    best: float | None = Field(None, description="best val_top1 over the trial's epochs")
     mlflow_run_id: str
 
 

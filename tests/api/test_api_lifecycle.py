@@ -36,6 +36,9 @@ def test_submit_run_succeed_then_restart_and_cancel(api) -> None:
         assert done["best"]["value"] > 50 and done["best"]["config"]["warmup"] == 2
         trials = c.get(f"/v1/studies/{study_id}/trials").json()
         assert trials["total"] == 2 and trials["items"][0]["epochs"] == 2
+        for item in trials["items"]:  # best over the epochs, last = the final epoch's
+            assert item["best"] >= item["last"]["val_top1"]
+        assert trials["items"][0]["best"] == done["best"]["value"]
         assert c.post(f"/v1/studies/{study_id}/resume").status_code == 409
 
         longer = {
