@@ -6,6 +6,8 @@ Overrides (``{"budget.trials": 4}``) are applied before validation.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,14 @@ class SpecError(ValueError):
     """A study spec that cannot be used; the message names the file, the field and the rule."""
 
 
+@lru_cache(maxsize=1)
+def _builtin() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+
+
 def builtin_names() -> list[str]:
-    """Names of the shipped search spaces."""
-    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    """Names of the shipped search spaces (fixed for the life of the process)."""
+    return list(_builtin())
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
@@ -76,8 +83,14 @@ def load_spec(path_or_name: str | Path, overrides: dict[str, Any] | None = None)
         path = SPEC_DIR / f"{path_or_name}.yaml"
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
+    raw = _read_yaml(path.resolve(), path.stat().st_mtime_ns)
+    return parse_spec(copy.deepcopy(raw), source=str(path), overrides=overrides)
+
+
+@lru_cache(maxsize=64)
+def _read_yaml(path: Path, mtime_ns: int) -> Any:
+    """Parsed YAML, cached per file version (parsing dominates a validate-only request)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML ({err})") from None
-    return parse_spec(raw, source=str(path), overrides=overrides)

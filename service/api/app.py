@@ -211,9 +211,27 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             )
         return load_spec(name, overrides)
 
+    progress_cache: dict[str, tuple[float, str, Any]] = {}
+
+    def progress(record: StudyRecord) -> Any:
+        """A study's progress from MLflow, re-read at most every 2 s while it runs and once
+        after it finished (the hot path of GET /v1/studies/{id})."""
+        key = f"{record.status}:{record.updated_at}"
+        cached = progress_cache.get(record.id)
+        finished = record.status in ("succeeded", "failed", "cancelled")
+        if (
+            cached is not None
+            and cached[1] == key
+            and (finished or time.monotonic() - cached[0] < 2.0)
+        ):
+            return cached[2]
+        value = _progress(settings, record)
+        progress_cache[record.id] = (time.monotonic(), key, value)
+        return value
+
     def study_out(request: Request, record: StudyRecord) -> StudyOut:
         base = str(request.url_for("get_study", study_id=record.id))
-        counters, best, promotion, mlflow_url = _progress(settings, record)
+        counters, best, promotion, mlflow_url = progress(record)
         return StudyOut(
             id=record.id,
             name=record.name,
