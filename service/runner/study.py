@@ -418,7 +418,9 @@ def run_study(
         for label, stats in result.promotion.items():
             client.log_metric(parent_run_id, f"{label}.test_top1_mean", stats["mean"])
             client.log_metric(parent_run_id, f"{label}.test_top1_std", stats["std"])
-        _log_plots(client, parent_run_id, storage, study_name, rows, first_metric, study_dir)
+        _log_plots(
+            client, parent_run_id, storage, study_name, best_row.trial_id, first_metric, study_dir
+        )
     client.log_dict(parent_run_id, _jsonable(asdict(result)), "summary.json")
     client.set_terminated(parent_run_id, status="FINISHED")
     (study_dir / "summary.json").write_text(json.dumps(_jsonable(asdict(result)), indent=1))
@@ -471,7 +473,7 @@ def _log_plots(
     run_id: str,
     storage: str,
     study_name: str,
-    rows: list[TrialRow],
+    best_trial_id: str | None,
     metric: str,
     study_dir: Path,
 ) -> None:
@@ -507,7 +509,7 @@ def _log_plots(
         fig.tight_layout()
         fig.savefig(plots / "param_importances.png")
         plt.close(fig)
-    per_class = _best_per_class(rows, metric, study_dir)
+    per_class = _best_per_class(best_trial_id, study_dir)
     if per_class:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.bar(range(len(per_class)), per_class)
@@ -520,19 +522,13 @@ def _log_plots(
         client.log_artifact(run_id, str(png), "plots")
 
 
-def _best_per_class(rows: list[TrialRow], metric: str, study_dir: Path) -> list[float]:
-    scored = [r for r in rows if r.best is not None]
-    if not scored:
+def _best_per_class(best_trial_id: str | None, study_dir: Path) -> list[float]:
+    """Per-class val accuracy of the best trial at its best epoch."""
+    metrics_file = study_dir / "trials" / str(best_trial_id) / "metrics.jsonl"
+    if best_trial_id is None or not metrics_file.is_file():
         return []
-    best = max(scored, key=lambda r: r.best)
-    for metrics_file in (study_dir / "tune" / "search").glob(
-        f"*{best.trial_id}*/run/metrics.jsonl"
-    ):
-        lines = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
-        if lines:
-            top = max(lines, key=lambda m: m["val_top1"])
-            return top["val_per_class"]
-    return []
+    lines = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    return max(lines, key=lambda m: m["val_top1"])["val_per_class"] if lines else []
 
 
 def clean_study(study_dir: Path) -> None:

@@ -101,7 +101,7 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
         outcomes.add(child.data.tags["pcd.outcome"])
     assert outcomes <= {"completed", "stopped_early"} and "completed" in outcomes
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "plots/optimisation_history.png" in plots
+    assert {"plots/optimisation_history.png", "plots/best_trial_per_class.png"} <= plots
 
     study = optuna.load_study(study_name=postgres_study_name[0], storage=POSTGRES)
     states = [t.state for t in study.trials]
