@@ -162,7 +162,58 @@ def _as_indices(indices: Tensor | Sequence[int] | None, n: int) -> Tensor:
     return idx
 
 
-class DeviceLoader:
+class _EpochLoader:
+    """What both loaders share: the subset, the batch geometry, the per-epoch plan (a
+    function of (seed, epoch) only) and the normalisation."""
+
+    def __init__(
+        self,
+        data: ImageData | StreamingImageFolder,
+        indices: Tensor | Sequence[int] | None,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        seed: int,
+        device: torch.device | str,
+        drop_last: bool,
+        channels_last: bool,
+        pad: int,
+    ) -> None:
+        _check_common(batch_size, seed, pad)
+        self.device = torch.device(device)
+        self.indices = _as_indices(indices, len(data))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.pad = int(pad)
+        self.num_classes = data.num_classes
+        self.mean, self.std = data.mean, data.std
+        self._normalise = _Normaliser(data.mean, data.std, self.device)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch before ``drop_last``."""
+        return int(self.indices.numel())
+
+    def __len__(self) -> int:
+        return _num_batches(self.num_samples, self.batch_size, self.drop_last)
+
+    def _plan(self, epoch: int) -> EpochPlan:
+        return make_epoch_plan(
+            self.num_samples,
+            self.seed,
+            epoch,
+            shuffle=self.shuffle,
+            augment=self.augment,
+            pad=self.pad,
+        )
+
+
+class DeviceLoader(_EpochLoader):
     """Iterates over (a subset of) an :class:`ImageData` held on ``device`` as uint8.
 
     ``epoch(e)`` yields :class:`Batch` es whose order and augmentation depend only on
@@ -185,42 +236,25 @@ class DeviceLoader:
         channels_last: bool = False,
         pad: int = 4,
     ) -> None:
-        _check_common(batch_size, seed, pad)
-        self.device = torch.device(device)
-        self.indices = _as_indices(indices, len(data))
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment
-        self.seed = int(seed)
-        self.drop_last = drop_last
-        self.channels_last = channels_last
-        self.pad = int(pad)
-        self.num_classes = data.num_classes
-        self.mean, self.std = data.mean, data.std
+        super().__init__(
+            data,
+            indices,
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            seed=seed,
+            device=device,
+            drop_last=drop_last,
+            channels_last=channels_last,
+            pad=pad,
+        )
         self.images = data.images.index_select(0, self.indices).to(self.device)
         self.labels = data.labels.index_select(0, self.indices).to(self.device)
         self._dataset_index = self.indices.to(self.device)
-        self._normalise = _Normaliser(data.mean, data.std, self.device)
-
-    @property
-    def num_samples(self) -> int:
-        """Samples per epoch before ``drop_last``."""
-        return int(self.indices.numel())
-
-    def __len__(self) -> int:
-        return _num_batches(self.num_samples, self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of ``epoch``: a deterministic function of (seed, epoch)."""
-        plan = make_epoch_plan(
-            self.num_samples,
-            self.seed,
-            epoch,
-            shuffle=self.shuffle,
-            augment=self.augment,
-            pad=self.pad,
-        ).to(self.device)
-        return self._iterate(plan)
+        return self._iterate(self._plan(epoch).to(self.device))
 
     def _iterate(self, plan: EpochPlan) -> Iterator[Batch]:
         bs = self.batch_size
@@ -311,7 +345,7 @@ class _EpochBatches:
         return len(self.batches)
 
 
-class StreamingLoader:
+class StreamingLoader(_EpochLoader):
     """Like :class:`DeviceLoader`, but decodes each batch in ``DataLoader`` workers.
 
     Built by :func:`make_dataloader`; ``epoch(e)`` yields the same :class:`Batch` es as a
@@ -334,22 +368,21 @@ class StreamingLoader:
         num_workers: int = 2,
         prefetch_factor: int | None = None,
     ) -> None:
-        _check_common(batch_size, seed, pad)
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        super().__init__(
+            dataset,
+            indices,
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            seed=seed,
+            device=device,
+            drop_last=drop_last,
+            channels_last=channels_last,
+            pad=pad,
+        )
         self.dataset = dataset
-        self.device = torch.device(device)
-        self.indices = _as_indices(indices, len(dataset))
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment
-        self.seed = int(seed)
-        self.drop_last = drop_last
-        self.channels_last = channels_last
-        self.pad = int(pad)
-        self.num_classes = dataset.num_classes
-        self.mean, self.std = dataset.mean, dataset.std
-        self._normalise = _Normaliser(dataset.mean, dataset.std, self.device)
         self._sampler = _EpochBatches()
         self._loader = DataLoader(
             dataset,
@@ -361,24 +394,9 @@ class StreamingLoader:
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
         )
 
-    @property
-    def num_samples(self) -> int:
-        """Samples per epoch before ``drop_last``."""
-        return int(self.indices.numel())
-
-    def __len__(self) -> int:
-        return _num_batches(self.num_samples, self.batch_size, self.drop_last)
-
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of ``epoch``: a deterministic function of (seed, epoch)."""
-        plan = make_epoch_plan(
-            self.num_samples,
-            self.seed,
-            epoch,
-            shuffle=self.shuffle,
-            augment=self.augment,
-            pad=self.pad,
-        )
+        plan = self._plan(epoch)
         order = self.indices.index_select(0, plan.order)  # dataset indices in iteration order
         bs = self.batch_size
         self._sampler.batches = [order[i * bs : (i + 1) * bs].tolist() for i in range(len(self))]
