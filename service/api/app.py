@@ -7,6 +7,7 @@ drivers from the store and reconciles it with reality; pcd_core never sees the s
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +50,7 @@ from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, mi
 from service.store.db import IdempotencyConflict
 
 PROBLEM = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None):
@@ -155,6 +157,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(500, "Internal Server Error", "unexpected error; see the service log")
 
     def store(request: Request) -> Store:
@@ -442,7 +445,11 @@ def _child_runs(settings: Settings, record: StudyRecord) -> list[Any]:
 def _progress(settings: Settings, record: StudyRecord):
     counters, best, promotion, mlflow_url = TrialCounters(), None, {}, None
     state = _study_state(record)
-    runs = _child_runs(settings, record)
+    try:
+        runs = _child_runs(settings, record)
+    except Exception:  # the driver may be creating its tracking store right now
+        log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
+        runs = []
     for run in runs:
         outcome = run.data.tags.get("pcd.outcome")
         if run.info.status == "RUNNING":
@@ -456,8 +463,11 @@ def _progress(settings: Settings, record: StudyRecord):
     trials = record.spec.get("budget", {}).get("trials", 0)
     counters.pending = max(0, trials - len(runs))
     summary_path = Path(record.study_dir or "/nonexistent") / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    except (OSError, ValueError):
+        summary = None
+    if summary is not None:
         best = BestTrial(
             trial_id=summary.get("best_trial_id"),
             value=summary.get("best_value"),
@@ -476,7 +486,12 @@ def _progress(settings: Settings, record: StudyRecord):
 def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
     client = _client(settings, record)
-    for run in _child_runs(settings, record):
+    try:
+        runs = _child_runs(settings, record)
+    except Exception:  # the driver may be creating its tracking store right now
+        log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
+        return []
+    for run in runs:
         metrics = {k: float(v) for k, v in run.data.metrics.items()}
         history = client.get_metric_history(run.info.run_id, "val_top1")
         best = max((m.value for m in history), default=None)  # best epoch, as selection uses

@@ -423,7 +423,9 @@ def run_study(
         )
     client.log_dict(parent_run_id, _jsonable(asdict(result)), "summary.json")
     client.set_terminated(parent_run_id, status="FINISHED")
-    (study_dir / "summary.json").write_text(json.dumps(_jsonable(asdict(result)), indent=1))
+    tmp = study_dir / ".summary.json.tmp"  # readers (the API) never see half a file
+    tmp.write_text(json.dumps(_jsonable(asdict(result)), indent=1))
+    os.replace(tmp, study_dir / "summary.json")
     state.data["finished"] = True
     state.save()
     return result
