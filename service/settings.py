@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,14 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///runs/pcd.db", description="study store (SQLAlchemy URL)")
     mlflow_tracking_uri: str | None = Field(None, description="MLflow server or store")
-    ray_address: str | None = Field(None, description="Ray cluster; unset: a local Ray")
+    ray_address: str | None = Field(
+        None,
+        description="http://HEAD:8265: run each study as a Ray Job on that cluster; "
+        "HOST:PORT: a local driver joins that cluster; unset: a local Ray per study",
+    )
+    tune_storage: str | None = Field(
+        None, description="Ray Tune storage URI shared by all nodes (default: the study folder)"
+    )
     optuna_storage: str | None = Field(None, description="Optuna storage; default per study")
     data_root: Path = Field(Path("data"), description="root of dataset folders")
     teacher_root: Path = Field(Path("teachers"), description="root of teacher checkpoints")
@@ -34,6 +41,16 @@ class Settings(BaseSettings):
         if "://" not in url:
             raise ValueError("database_url must be an SQLAlchemy URL, e.g. sqlite:///runs/pcd.db")
         return url
+
+    @model_validator(mode="after")
+    def _separate_stores(self) -> Settings:
+        # both have a table "studies": sharing one database breaks whichever starts second
+        if self.optuna_storage and self.optuna_storage == self.database_url:
+            raise ValueError(
+                "PCD_OPTUNA_STORAGE must be another database than PCD_DATABASE_URL "
+                "(both keep a table named 'studies')"
+            )
+        return self
 
     def tokens(self) -> dict[str, str]:
         """token -> scope ("rw" or "ro")."""

@@ -529,8 +529,9 @@ def _readiness(settings: Settings, store: Store) -> dict[str, str]:
         checks["mlflow"] = "local store per study"
     if settings.ray_address:
         parsed = urlparse(f"//{settings.ray_address.split('://')[-1]}")
+        port = parsed.port or (8265 if "://" in settings.ray_address else 6379)  # Jobs API | GCS
         try:
-            with socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=2):
+            with socket.create_connection((parsed.hostname, port), timeout=2):
                 checks["ray"] = "ok"
         except OSError as err:
             checks["ray"] = f"unreachable: {err}"

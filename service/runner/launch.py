@@ -38,6 +38,7 @@ def main(study_dir: Path) -> int:
         tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
         optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
         ray_address=env.get("PCD_RAY_ADDRESS") or None,
+        tune_storage=env.get("PCD_TUNE_STORAGE") or None,
         data_root=Path(env["PCD_DATA_ROOT"]) if env.get("PCD_DATA_ROOT") else None,
         teacher_root=Path(env["PCD_TEACHER_ROOT"]) if env.get("PCD_TEACHER_ROOT") else None,
         num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,

@@ -48,6 +48,7 @@ class RunnerSettings:
     tracking_uri: str | None = None  # default sqlite:///<study_dir>/mlflow.db
     optuna_storage: str | None = None  # default sqlite:///<study_dir>/optuna.db
     ray_address: str | None = None  # None: a local Ray started by this process
+    tune_storage: str | None = None  # Tune experiment storage URI; default <study_dir>/tune
     data_root: Path | None = None
     teacher_root: Path | None = None
     num_cpus: int | None = None  # local Ray only
@@ -311,14 +312,19 @@ def run_study(
         tune.with_parameters(run_trial, ctx=ctx),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
-    storage_path = study_dir / "tune"
-    experiment_path = storage_path / "search"
+    # Tune's storage: the study folder, or a URI shared by every node (e.g. s3://bucket/tune)
+    storage_path = (
+        f"{settings.tune_storage.rstrip('/')}/{study_dir.name}"
+        if settings.tune_storage
+        else str(study_dir / "tune")
+    )
+    experiment_path = f"{storage_path}/search"
     tracking = MLflowStudyCallback(
         tracking_uri, experiment_id, parent_run_id, spec.budget.max_epochs
     )
-    if tune.Tuner.can_restore(str(experiment_path)):
+    if tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
-            str(experiment_path), trainable=trainable, resume_errored=True, restart_errored=False
+            experiment_path, trainable=trainable, resume_errored=True, restart_errored=False
         )
         restored = True
     else:
@@ -354,7 +360,7 @@ def run_study(
             ),
             run_config=tune.RunConfig(
                 name="search",
-                storage_path=str(storage_path),
+                storage_path=storage_path,
                 callbacks=[tracking, *(callbacks or [])],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

@@ -3,8 +3,16 @@
 At start-up and periodically: a running study whose driver left an outcome is marked
 succeeded or failed; one whose driver is gone without an outcome is resumed (up to
 ``max_attempts`` drivers) or failed with the reason; queued studies are started while fewer
-than ``max_concurrent`` run. Drivers run in their own process session, so restarting the
-API does not stop them.
+than ``max_concurrent`` run.
+
+Where drivers run:
+- ``PCD_RAY_ADDRESS`` unset or ``host:port``: a local subprocess in its own process session
+  (so restarting the API does not stop it), with a local Ray or connected to that cluster.
+  The store records ``pid:N``.
+- ``PCD_RAY_ADDRESS`` an ``http(s)://`` URL: the Ray Jobs API of a cluster's head (port
+  8265); each driver is a Ray Job (``job:SUBMISSION_ID``) running on the head and joining
+  the cluster with ``address="auto"``. The study folder must be on storage that the API
+  host and the cluster share.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,6 +38,11 @@ from service.store import InvalidTransition, Store, StudyStatus
 log = logging.getLogger(__name__)
 
 
+def uses_ray_jobs(ray_address: str | None) -> bool:
+    """Whether ``PCD_RAY_ADDRESS`` names a Ray Jobs API (``http(s)://head:8265``)."""
+    return bool(ray_address) and ray_address.startswith(("http://", "https://"))
+
+
 class Supervisor:
     def __init__(self, store: Store, settings: Settings, *, max_attempts: int = 3) -> None:
         self.store = store
@@ -37,43 +52,88 @@ class Supervisor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._jobs_client = None
 
     # -------------------------------------------------------------------- drivers
     def study_dir(self, study_id: str) -> Path:
         return (self.settings.studies_dir / study_id).resolve()
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+    @property
+    def uses_ray_jobs(self) -> bool:
+        return uses_ray_jobs(self.settings.ray_address)
+
+    def _jobs(self):
+        if self._jobs_client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._jobs_client = JobSubmissionClient(self.settings.ray_address)
+        return self._jobs_client
+
+    def _driver_env(self) -> dict[str, str]:
+        """The PCD_* settings a driver needs (it reads no .env file of its own)."""
         s = self.settings
-        for key, value in {
+        env = {
             "PCD_MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
-            "PCD_RAY_ADDRESS": s.ray_address,
+            # a Ray Job's driver runs inside the cluster and joins it
+            "PCD_RAY_ADDRESS": "auto" if self.uses_ray_jobs else s.ray_address,
             "PCD_OPTUNA_STORAGE": s.optuna_storage,
+            "PCD_TUNE_STORAGE": s.tune_storage,
             "PCD_DATA_ROOT": str(s.data_root.resolve()),
             "PCD_TEACHER_ROOT": str(s.teacher_root.resolve()),
-        }.items():
-            if value:
-                env[key] = value
-        return env
+        }
+        return {key: value for key, value in env.items() if value}
 
     def launch(self, study_id: str, spec: dict) -> str:
         folder = self.study_dir(study_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "spec.json").write_text(json.dumps(spec))
+        if self.uses_ray_jobs:
+            return self._launch_job(study_id, folder)
         log_file = (folder / "driver.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "service.runner.launch", str(folder)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._env(),
+            env={**os.environ, **self._driver_env()},
             start_new_session=True,
         )
         log_file.close()
         self._children[proc.pid] = proc
         return f"pid:{proc.pid}"
 
+    def _launch_job(self, study_id: str, folder: Path) -> str:
+        # the driver's output goes to driver.log in the (shared) study folder, as locally
+        log_file = shlex.quote(str(folder / "driver.log"))
+        folder_arg = shlex.quote(str(folder))
+        entrypoint = f"python -m service.runner.launch {folder_arg} >> {log_file} 2>&1"
+        submission_id = f"pcd-{study_id}-{secrets.token_hex(3)}"
+        self._jobs().submit_job(
+            entrypoint=entrypoint,
+            submission_id=submission_id,
+            runtime_env={"env_vars": self._driver_env()},
+            metadata={"pcd_study": study_id},
+        )
+        return f"job:{submission_id}"
+
+    def _job_alive(self, submission_id: str) -> bool:
+        from ray.job_submission import JobStatus
+
+        try:
+            status = self._jobs().get_job_status(submission_id)
+        except RuntimeError as err:  # the cluster does not know the job (e.g. it restarted)
+            if "does not exist" in str(err):
+                return False
+            log.warning("Ray Jobs API: %s; assuming job %s still runs", err, submission_id)
+            return True
+        except Exception as err:  # unreachable cluster: do not act on what we cannot see
+            log.warning("Ray Jobs API unreachable (%s); assuming job %s runs", err, submission_id)
+            return True
+        return status in (JobStatus.PENDING, JobStatus.RUNNING)
+
     def alive(self, driver: str | None) -> bool:
+        if driver and driver.startswith("job:"):
+            return self._job_alive(driver.removeprefix("job:"))
         if not driver or not driver.startswith("pid:"):
             return False
         pid = int(driver.removeprefix("pid:"))
@@ -92,6 +152,12 @@ class Supervisor:
 
     def stop(self, driver: str | None, timeout: float = 15.0) -> None:
         if not self.alive(driver):
+            return
+        if driver.startswith("job:"):  # type: ignore[union-attr]
+            self._jobs().stop_job(driver.removeprefix("job:"))  # type: ignore[union-attr]
+            deadline = time.monotonic() + timeout
+            while self.alive(driver) and time.monotonic() < deadline:
+                time.sleep(0.2)
             return
         pid = int(driver.removeprefix("pid:"))  # type: ignore[union-attr]
         try:
@@ -148,11 +214,17 @@ class Supervisor:
                             StudyStatus.running,
                             expected=StudyStatus.queued,
                             driver="starting",
+                            error=None,
                             study_dir=str(self.study_dir(study.id)),
                         )
                     except InvalidTransition:
                         continue
-                    driver = self.launch(study.id, study.spec)
+                    try:
+                        driver = self.launch(study.id, study.spec)
+                    except Exception as err:  # e.g. the cluster's Jobs API not ready yet
+                        log.warning("study %s: could not start its driver: %s", study.id, err)
+                        self.store.unstart(study.id, f"waiting to start: {err}")
+                        continue
                     with self.store.session() as s:
                         from service.store import StudyRecord
 

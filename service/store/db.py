@@ -155,6 +155,26 @@ class Store:
         assert updated is not None
         return updated
 
+    def unstart(self, study_id: str, reason: str) -> None:
+        """Put a study whose driver could not be launched back in the queue: the attempt is
+        not counted, and ``reason`` is shown as its error until it starts."""
+        with self.session() as s:
+            s.execute(
+                update(StudyRecord)
+                .where(
+                    StudyRecord.id == study_id,
+                    StudyRecord.status == StudyStatus.running.value,
+                    StudyRecord.driver == "starting",
+                )
+                .values(
+                    status=StudyStatus.queued.value,
+                    attempts=StudyRecord.attempts - 1,
+                    started_at=None,
+                    driver=None,
+                    error=reason,
+                )
+            )
+
     def delete(self, study_id: str) -> None:
         """Delete a finished study (its MLflow runs stay)."""
         with self.session() as s:

@@ -45,7 +45,7 @@ SPEC = {"name": "pcd-digits", "budget": {"trials": 4}}
 def test_schema_is_migrated(store: Store) -> None:
     columns = {c["name"] for c in inspect(store.engine).get_columns("studies")}
     assert {"id", "status", "spec", "idempotency_key", "driver", "attempts"} <= columns
-    assert "alembic_version" in inspect(store.engine).get_table_names()
+    assert "pcd_alembic_version" in inspect(store.engine).get_table_names()
 
 
 def test_create_get_list_and_count(store: Store) -> None:

@@ -7,6 +7,10 @@ from alembic import context
 from service.store.models import Base
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata)
+# our own version table: the database may be shared with Optuna or MLflow, which keep theirs
+# in Alembic's default "alembic_version"
+context.configure(
+    connection=connection, target_metadata=Base.metadata, version_table="pcd_alembic_version"
+)
 with context.begin_transaction():
     context.run_migrations()
