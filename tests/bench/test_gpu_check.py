@@ -81,3 +81,24 @@ def test_e2e_throughput_and_bench_report_numbers(report) -> None:
     assert "PROJECTION" in report["checks"]["train_throughput"]["projection_note"]
     row = report["checks"]["loss_bench"]["rows"][0]
     assert {"kd_loss", "pcd joint S=3", "pcd joint S=5", "naive S=5"} <= set(row["ms"])
+
+
+def test_sync_sites_groups_warnings_by_line() -> None:
+    """The parser of sync-debug warnings (only exercised for real on CUDA)."""
+    import importlib.util
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+        warnings.warn("something else", stacklevel=1)
+    sites = gc._sync_sites(rec)
+    assert len(sites) == 1
+    assert sites[0]["count"] == 3
+    assert sites[0]["file"] == "tests/bench/test_gpu_check.py"
+    assert "synchronizing" in sites[0]["source"]
