@@ -1091,6 +1091,30 @@ def summarise(name: str, res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def headline(checks: dict[str, Any]) -> dict[str, Any]:
+    """The numbers to read first."""
+    out: dict[str, Any] = {k: v.get("status") for k, v in checks.items()}
+    if "worst_rel_err" in checks.get("loss_correctness", {}):
+        out["loss_worst_rel_err"] = checks["loss_correctness"]["worst_rel_err"]
+    if "problems" in checks.get("no_host_sync", {}):
+        out["sync_problems"] = checks["no_host_sync"]["problems"]
+    for label, tab in checks.get("train_throughput", {}).get("batches", {}).items():
+        m = tab["methods"]
+        out[f"throughput {label}"] = {
+            "img_s": {k: v["images_per_s"] for k, v in m.items()},
+            "pcd3_over_kd": tab["pcd3_over_kd"],
+            "projected_240_epochs_h (projection)": {
+                k: v["projected_240_epochs_h"] for k, v in m.items()
+            },
+        }
+    for row in checks.get("loss_bench", {}).get("rows", []):
+        out[f"loss_bench B={row['B']} C={row['C']}"] = {
+            "ratio_to_kd": row["ratio_to_kd"],
+            "naive_over_pcd_S5": row.get("naive_over_pcd_S5"),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
@@ -1175,7 +1199,12 @@ def main(argv: list[str] | None = None) -> int:
 
     statuses = {k: v.get("status") for k, v in report["checks"].items()}
     report["summary"] = statuses
+    try:
+        report["headline"] = headline(report["checks"])
+    except Exception as err:  # never lose the run over its summary
+        report["headline"] = {"error": f"{type(err).__name__}: {err}"}
     write()
+    print("headline:", json.dumps(report["headline"], indent=1))
     print("\n=== summary ===")
     for k, v in statuses.items():
         print(f"{k:18s} {v}")
