@@ -1,0 +1,104 @@
+"""bench/gpu_check.py runs end to end on the CPU (--quick), so the one GPU run works first time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKS = (
+    "loss_correctness",
+    "bf16_autocast",
+    "no_host_sync",
+    "train_e2e",
+    "train_throughput",
+    "loss_bench",
+)
+CUDA_ONLY = {"no_host_sync"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gpu_check") / "gpu_check.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--quick", "--device", "cpu",
+         "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "=== summary ===" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def test_every_check_ran_and_passed_or_is_skipped_for_lack_of_cuda(report) -> None:
+    assert report["format"] == "pcd-gpu-check/1"
+    assert set(report["checks"]) == set(CHECKS)
+    for name in CHECKS:
+        status = report["checks"][name]["status"]
+        expected = "skipped: no CUDA" if name in CUDA_ONLY else "ok"
+        assert status == expected, (name, report["checks"][name])
+    assert report["summary"] == {k: v["status"] for k, v in report["checks"].items()}
+    assert report["environment"]["device"] == "cpu"
+
+
+def test_correctness_covers_the_options_and_is_tight(report) -> None:
+    res = report["checks"]["loss_correctness"]
+    labels = " ".join(r["case"] for r in res["cases"])
+    for word in ("pcd_loss", "kd_loss", "dkd_loss", "released", "phased", "standardize",
+                 "geometric", "method pcd"):  # fmt: skip
+        assert word in labels
+    assert {r["dtype"] for r in res["cases"]} == {"float64", "float32"}
+    assert res["worst_rel_err"]["float64"]["grad"] < 1e-10
+    assert all(r["ok"] for r in res["cases"])
+    bf16 = report["checks"]["bf16_autocast"]["cases"]
+    assert all(r["logits_dtype"] == "torch.bfloat16" and r["loss_dtype"] == "torch.float32"
+               for r in bf16)  # fmt: skip
+
+
+def test_sync_check_exercised_its_code_without_claiming_a_pass(report) -> None:
+    res = report["checks"]["no_host_sync"]
+    assert "needs CUDA" in res["note"]
+    assert set(res["steps"]) >= {"ce", "kd", "dkd", "pcd S=3", "pcd S=3 + logit bank"}
+    assert all("not run" in e["error_mode"] for e in res["steps"].values())
+    assert set(res["train_epoch_warn_mode"]) == {"kd", "pcd S=3 + logit bank"}
+
+
+def test_e2e_throughput_and_bench_report_numbers(report) -> None:
+    e2e = report["checks"]["train_e2e"]["runs"]
+    assert set(e2e) == {"teacher ce", "student pcd S=3", "student kd + logit bank"}
+    assert len(e2e["student pcd S=3"]["history"]) == 2
+    assert e2e["student kd + logit bank"]["bank_files"]
+    assert e2e["student pcd S=3"]["student_model"]["devices"] == ["cpu"]
+    tab = report["checks"]["train_throughput"]["batches"]["batch 8"]
+    assert {"ce", "kd", "dkd", "pcd S=3", "kd + logit bank"} <= set(tab["methods"])
+    assert tab["methods"]["pcd S=3"]["images_per_s"] > 0
+    assert "PROJECTION" in report["checks"]["train_throughput"]["projection_note"]
+    row = report["checks"]["loss_bench"]["rows"][0]
+    assert {"kd_loss", "pcd joint S=3", "pcd joint S=5", "naive S=5"} <= set(row["ms"])
+
+
+def test_sync_sites_groups_warnings_by_line() -> None:
+    """The parser of sync-debug warnings (only exercised for real on CUDA)."""
+    import importlib.util
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+        warnings.warn("something else", stacklevel=1)
+    sites = gc._sync_sites(rec)
+    assert len(sites) == 1
+    assert sites[0]["count"] == 3
+    assert sites[0]["file"] == "tests/bench/test_gpu_check.py"
+    assert "synchronizing" in sites[0]["source"]
