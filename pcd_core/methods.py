@@ -24,9 +24,15 @@ from pcd_core.losses import (
     pcd_loss,
     released_pcd_loss,
 )
+from pcd_core.losses._common import compute_dtype
 
 # The paper's recipe warms the distillation term up over 20 of 240 epochs; scaled to the run.
 DEFAULT_WARMUP_FRACTION = 20 / 240
+
+
+def _fp32_or_64(logits: Tensor) -> Tensor:
+    """Cross-entropy in float32 under autocast (bf16 logits), float64 kept for tests."""
+    return logits.to(compute_dtype(logits))
 
 
 class MethodOptionError(ValueError):
@@ -80,7 +86,7 @@ class CEMethod:
 
     def losses(self, student_logits, teacher_logits, target, *, epoch, total_epochs):
         ce = F.cross_entropy(
-            student_logits.float(), target, label_smoothing=self.options.label_smoothing
+            _fp32_or_64(student_logits), target, label_smoothing=self.options.label_smoothing
         )
         return {"ce": ce}
 
@@ -107,7 +113,7 @@ class KDMethod:
         kd = kd_loss(
             student_logits, teacher_logits, temperature=o.temperature, standardize=o.standardize
         )
-        ce = F.cross_entropy(student_logits.float(), target)
+        ce = F.cross_entropy(_fp32_or_64(student_logits), target)
         return {"ce": o.ce_weight * ce, "kd": o.kd_weight * kd}
 
 
@@ -146,7 +152,7 @@ class DKDMethod:
             standardize=o.standardize,
         )
         ramp = _warmup_factor(epoch, total_epochs, o.warmup)
-        ce = F.cross_entropy(student_logits.float(), target)
+        ce = F.cross_entropy(_fp32_or_64(student_logits), target)
         return {
             "ce": o.ce_weight * ce,
             "tckd": ramp * o.alpha * tckd,
@@ -247,7 +253,7 @@ class PCDMethod:
                 stage_norm=o.stage_norm,
             )
         ramp = _warmup_factor(epoch, total_epochs, o.warmup)
-        ce = F.cross_entropy(student_logits.float(), target)
+        ce = F.cross_entropy(_fp32_or_64(student_logits), target)
         return {"ce": o.ce_weight * ce, "pcd": ramp * o.alpha * term}
 
 

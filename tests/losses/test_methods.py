@@ -123,3 +123,16 @@ def test_dkd_method_terms() -> None:
     out = build_method("dkd", {"warmup": 0}).losses(s, t, y, epoch=1, total_epochs=10)
     assert set(out) == {"ce", "tckd", "nckd"}
     assert all(torch.isfinite(v) and v.item() >= 0 for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["ce", "kd", "dkd", "pcd"])
+def test_every_term_keeps_float64_and_lifts_bf16_to_float32(name) -> None:
+    """float64 inputs stay float64 (gradcheck, references); bf16 (autocast) is lifted to fp32.
+    On an H100 the cross-entropy term was the one that silently dropped float64 to float32."""
+    method = build_method(name, {})
+    gen = torch.Generator().manual_seed(0)
+    s, t = torch.randn(8, 10, generator=gen), torch.randn(8, 10, generator=gen)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    for dtype, expected in ((torch.float64, torch.float64), (torch.bfloat16, torch.float32)):
+        terms = method.losses(s.to(dtype), t.to(dtype), y, epoch=5, total_epochs=12)
+        assert {k: v.dtype for k, v in terms.items()} == dict.fromkeys(terms, expected)
