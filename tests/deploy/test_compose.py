@@ -175,6 +175,17 @@ def walk(node: Any, path: str = ""):
             yield from walk(v, f"{path}[{i}]")
 
 
+def dicts(node: Any):
+    """Every mapping, anywhere (list items included)."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from dicts(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from dicts(v)
+
+
 def kuberay_docs() -> dict[str, list[dict[str, Any]]]:
     return {
         p.name: [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
@@ -340,38 +351,50 @@ def test_shared_volume_on_api_head_and_workers() -> None:
     assert host["network_mode"] == "host"
 
 
+def secret_literals(name: str, text: str) -> list[str]:
+    """Values of secret-named keys that are not a pure ${VAR} reference, and URL passwords."""
+    problems = []
+    for doc in yaml.safe_load_all(text):
+        for where, key, value in walk(doc):
+            # `key` itself is a field of Kubernetes references (secretKeyRef, tolerations).
+            if key != "key" and SECRET_NAME.search(key) and isinstance(value, str | int):
+                if not PURE_REF.match(str(value)):
+                    problems.append(f"{name}{where}/{key}: {value!r}")
+            for item in value if isinstance(value, list) else []:
+                var, sep, literal = str(item).partition("=")
+                if sep and re.fullmatch(r"[A-Z_]+", var) and SECRET_NAME.search(var):
+                    if literal and not PURE_REF.match(literal):
+                        problems.append(f"{name}{where}/{key}: {item!r}")
+        for node in dicts(doc):  # Kubernetes env entries: {name: ..., value: ...}
+            if SECRET_NAME.search(str(node.get("name", ""))) and "value" in node:
+                if not PURE_REF.match(str(node["value"])):
+                    problems.append(f"{name}: env {node['name']} has a literal value")
+    refs_hidden = re.sub(r"\$\{[^}]*\}", "\0", text)
+    for userinfo in re.findall(r"://([^\s/@'\"]+)@", refs_hidden):
+        password = userinfo.partition(":")[2]
+        if password and password != "\0":
+            problems.append(f"{name}: a literal password in a URL: {userinfo!r}")
+    return problems
+
+
 def test_no_secret_literal_in_compose_files_or_manifests() -> None:
     files = [*COMPOSE_FILES, *sorted(KUBERAY.glob("*.yaml"))]
-    problems = []
-    for path in files:
-        for doc in yaml.safe_load_all(path.read_text()):
-            for where, key, value in walk(doc):
-                if key != "key" and SECRET_NAME.search(key) and isinstance(value, str | int):
-                    if not PURE_REF.match(str(value)):
-                        problems.append(f"{path.name}{where}/{key}: {value!r}")
-                if isinstance(value, dict) and SECRET_NAME.search(str(value.get("name", ""))):
-                    if "value" in value and not PURE_REF.match(str(value["value"])):
-                        problems.append(f"{path.name}{where}/{key}: {value}")
-                for item in value if isinstance(value, list) else []:
-                    name, sep, literal = str(item).partition("=")
-                    if sep and SECRET_NAME.search(name) and re.fullmatch(r"[A-Z_]+", name):
-                        if literal and not PURE_REF.match(literal):
-                            problems.append(f"{path.name}{where}/{key}: {item!r}")
-        for url in re.findall(r"\w+://[^\s/@'\"]+:([^\s/@'\"]+)@", path.read_text()):
-            if not PURE_REF.match(url):
-                problems.append(f"{path.name}: a password in a URL: {url!r}")
+    problems = [p for path in files for p in secret_literals(path.name, path.read_text())]
     assert not problems, "secret literals:\n" + "\n".join(problems)
 
 
-def test_the_secret_check_catches_a_literal(tmp_path: Path) -> None:
-    doc = {"services": {"x": {"environment": {"POSTGRES_PASSWORD": "hunter2"}}}}
-    hits = [
-        v
-        for _, k, v in walk(doc)
-        if SECRET_NAME.search(k) and isinstance(v, str) and not PURE_REF.match(v)
-    ]
-    assert hits == ["hunter2"]
-    assert PURE_REF.match("${POSTGRES_PASSWORD:?set it}")
+def test_the_secret_check_catches_literals() -> None:
+    cases = {
+        "services: {x: {environment: {POSTGRES_PASSWORD: hunter2}}}": 1,
+        "services: {x: {environment: [RAY_AUTH_TOKEN=abc]}}": 1,
+        "env: [{name: RAY_AUTH_TOKEN, value: abc}]": 1,
+        "command: [db, 'postgresql+psycopg://${U:?u in .env}:hunter2@postgres/db']": 1,
+        "command: [db, 'postgresql+psycopg://${U:?u in .env}:${P:?p in .env}@postgres/db']": 0,
+        "services: {x: {environment: {POSTGRES_PASSWORD: '${POSTGRES_PASSWORD:?set it}'}}}": 0,
+        "env: [{name: RAY_AUTH_TOKEN, valueFrom: {secretKeyRef: {name: s, key: T}}}]": 0,
+    }
+    for text, expected in cases.items():
+        assert len(secret_literals("case", text)) == expected, text
 
 
 def test_every_variable_is_in_env_example() -> None:
