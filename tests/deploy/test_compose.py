@@ -291,6 +291,7 @@ def test_one_image_tag_for_head_and_workers() -> None:
     for svc in (main["ray-head"], main["ray-worker"], host["ray-worker"]):
         assert svc["build"]["target"] == "cuda"
     assert main["api"]["build"]["target"] == "api"
+    assert main["mlflow"]["build"]["target"] == "mlflow"
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     assert version and env["PCD_VERSION"] == version.group(1), "image tag != project version"
 
@@ -482,7 +483,7 @@ def dockerfile_stages() -> dict[str, list[str]]:
 
 def test_dockerfile_final_images_are_non_root_with_a_healthcheck() -> None:
     stages = dockerfile_stages()
-    for target in ("cuda", "api", "dashboard"):
+    for target in ("cuda", "api", "mlflow", "dashboard"):
         lines = stages[target]
         users = [ln.split()[1] for ln in lines if ln.upper().startswith("USER ")]
         assert users and users[-1] not in ("root", "0"), f"{target}: runs as {users}"
