@@ -546,3 +546,5 @@ def test_kuberay_manifests() -> None:
     literals = dict(x.split("=", 1) for x in kustomization["configMapGenerator"][0]["literals"])
     assert literals["PCD_RAY_ADDRESS"] == "http://pcd-head-svc:8265"
     assert literals["RAY_AUTH_MODE"] == "token"
+    # KubeRay's default readiness/liveness probes run wget inside the Ray containers.
+    assert re.search(r"apt-get install [^\n]*\bwget\b", DOCKERFILE.read_text())
