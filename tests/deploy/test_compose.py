@@ -8,6 +8,7 @@ them like compose does. Invariants are read from the YAML itself.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -129,6 +130,9 @@ def docker_compose_config(path: Path, env_file: Path) -> subprocess.CompletedPro
         text=True,
         timeout=60,
         cwd=path.parent,
+        # Only the env file: a variable of the caller's shell (or one a Ray test exported,
+        # e.g. RAY_AUTH_TOKEN) would override it and hide a missing setting.
+        env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")},
     )
 
 
