@@ -4,9 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup deploy-tools demo test bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) deploy-tools
+
+# tests/deploy validates the compose files with `docker-compose config` (Debian's
+# docker-compose v1, offline; no Docker engine needed), else with the compose-spec JSON schema.
+deploy-tools:
+	@if command -v docker-compose >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing docker-compose (Debian) for tests/deploy"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends docker-compose >/dev/null; } \
+		|| echo "warning: docker-compose not installed; tests/deploy use the JSON schema"; \
+	else echo "note: no docker-compose (needs root + apt-get); tests/deploy use the JSON schema"; fi
 
 # torch is installed first with its pin, so that no later resolution can pull a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m service.demo
 
-test: $(STAMP)
+test: $(STAMP) deploy-tools
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
