@@ -505,7 +505,7 @@ def test_dockerfile_pins_python_ray_and_torch() -> None:
     assert "download.pytorch.org/whl/cpu" in text
     assert text.count("-c constraints.txt") >= 2
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"ray[tune]==2.60.0"' in pyproject and '"torch==2.13.0"' in pyproject
+    assert '"ray[default,tune]==2.60.0"' in pyproject and '"torch==2.13.0"' in pyproject
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignore and ".git" in ignore and ".venv" in ignore
 
