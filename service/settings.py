@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     api_tokens: SecretStr = Field(
         SecretStr(""), description="comma-separated TOKEN:rw or TOKEN:ro entries"
     )
+    warm_driver: bool = Field(
+        True, description="keep one local study driver imported and waiting (starts faster)"
+    )
     max_concurrent_studies: int = Field(2, ge=1)
     max_trials: int = Field(512, ge=1)
     max_epochs: int = Field(400, ge=1)

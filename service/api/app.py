@@ -382,6 +382,8 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             return record, created, study_out(request, record)
 
         record, created, out = await run_in_threadpool(create)
+        if created:
+            supervisor(request).nudge()
         response.status_code = 201 if created else 200
         response.headers["Location"] = str(request.url_for("get_study", study_id=record.id))
         return out
@@ -451,6 +453,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         forget(study_id)
         try:
             record = store(request).transition(study_id, StudyStatus.queued)
+            supervisor(request).nudge()
         except InvalidTransition as err:
             raise ApiError(409, f"{err}; only failed or cancelled studies resume") from None
         return study_out(request, record)

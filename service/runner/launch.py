@@ -3,6 +3,11 @@
 Runs the study whose spec is in ``STUDY_DIR/spec.json`` (resuming it if the folder holds a
 started one) and writes ``STUDY_DIR/outcome.json`` (succeeded or failed, with the reason),
 which the service's supervisor reads. Settings come from the ``PCD_*`` environment.
+
+``python -m service.runner.launch --standby`` imports everything first (torch, Ray, Tune,
+MLflow, Optuna: seconds) and then waits for one study folder on its standard input: the
+supervisor keeps one such driver warm, so a submitted study starts without that wait. It
+exits quietly when its input closes (the service stopped).
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
 OUTCOME = "outcome.json"
+_STARTED = time.monotonic()
 
 
 def write_outcome(study_dir: Path, status: str, error: str | None = None) -> None:
@@ -23,7 +30,12 @@ def write_outcome(study_dir: Path, status: str, error: str | None = None) -> Non
     os.replace(tmp, study_dir / OUTCOME)
 
 
-def main(study_dir: Path) -> int:
+def _timeline(event: str) -> None:
+    """One line of the driver's timeline in driver.log (seconds since the study started)."""
+    print(f"[pcd driver +{time.monotonic() - _STARTED:.1f}s] {event}", flush=True)
+
+
+def main(study_dir: Path, *, warm: bool = False) -> int:
     from search_spaces import parse_spec
     from service.runner.study import RunnerSettings, run_study
 
@@ -32,6 +44,8 @@ def main(study_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     (study_dir / OUTCOME).unlink(missing_ok=True)
+    kind = "warm driver (imports done beforehand)" if warm else "driver"
+    _timeline(f"study {study_dir.name}: {kind} ready, pid {os.getpid()}")
     spec = parse_spec(json.loads((study_dir / "spec.json").read_text()), source="spec.json")
     env = os.environ
     settings = RunnerSettings(
@@ -44,7 +58,7 @@ def main(study_dir: Path) -> int:
         num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
     )
     try:
-        run_study(spec, study_dir, settings)
+        run_study(spec, study_dir, settings, on_phase=_timeline)
     except SystemExit:
         raise
     except Exception as err:  # any failure is recorded with its reason
@@ -52,8 +66,31 @@ def main(study_dir: Path) -> int:
         write_outcome(study_dir, "failed", f"{type(err).__name__}: {err}")
         return 1
     write_outcome(study_dir, "succeeded")
+    _timeline("succeeded")
     return 0
 
 
+def standby() -> int:
+    """Import the heavy stack, then run the one study folder named on standard input."""
+    global _STARTED
+    import service.runner.study  # noqa: F401  (torch, Ray, Tune, MLflow, Optuna)
+
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0  # the service went away before handing over a study
+    study_dir = Path(line)
+    _STARTED = time.monotonic()
+    # from here on this process is that study's driver: its output goes to the study's log
+    log = os.open(study_dir / "driver.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return main(study_dir, warm=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--standby"]:
+        sys.exit(standby())
     sys.exit(main(Path(sys.argv[1])))

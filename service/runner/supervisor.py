@@ -53,6 +53,8 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._jobs_client = None
+        self._wake = threading.Event()
+        self._standby: subprocess.Popen | None = None
 
     # -------------------------------------------------------------------- drivers
     def study_dir(self, study_id: str) -> Path:
@@ -89,6 +91,11 @@ class Supervisor:
         (folder / "spec.json").write_text(json.dumps(spec))
         if self.uses_ray_jobs:
             return self._launch_job(study_id, folder)
+        proc = self._hand_to_standby(folder)
+        if proc is not None:
+            self._children[proc.pid] = proc
+            self._spawn_standby()  # warm for the next study
+            return f"pid:{proc.pid}"
         log_file = (folder / "driver.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "service.runner.launch", str(folder)],
@@ -101,6 +108,33 @@ class Supervisor:
         log_file.close()
         self._children[proc.pid] = proc
         return f"pid:{proc.pid}"
+
+    # A warm driver: a process that has imported torch, Ray, Tune, MLflow and Optuna and
+    # waits for a study folder on stdin (local drivers only; PCD_WARM_DRIVER=false: none).
+    def _spawn_standby(self) -> None:
+        if self.uses_ray_jobs or not self.settings.warm_driver or self._stop.is_set():
+            return
+        self.settings.studies_dir.mkdir(parents=True, exist_ok=True)
+        with (self.settings.studies_dir / "standby-driver.log").open("ab") as log_file:
+            self._standby = subprocess.Popen(
+                [sys.executable, "-m", "service.runner.launch", "--standby"],
+                stdin=subprocess.PIPE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self._driver_env()},
+                start_new_session=True,
+            )
+
+    def _hand_to_standby(self, folder: Path) -> subprocess.Popen | None:
+        proc, self._standby = self._standby, None
+        if proc is None or proc.poll() is not None:
+            return None
+        try:
+            proc.stdin.write(f"{folder}\n".encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:  # it died meanwhile: start a fresh driver instead
+            return None
+        return proc
 
     def _launch_job(self, study_id: str, folder: Path) -> str:
         # the driver's output goes to driver.log in the (shared) study folder, as locally
@@ -239,19 +273,34 @@ class Supervisor:
             self.stop(study.driver)
 
     # --------------------------------------------------------------------- loop
+    def nudge(self) -> None:
+        """Reconcile now rather than at the next tick (a study was queued)."""
+        self._wake.set()
+
     def start(self, interval: float = 2.0) -> None:
+        self._spawn_standby()
+
         def loop() -> None:
             while not self._stop.is_set():
+                self._wake.clear()
                 try:
                     self.reconcile()
                 except Exception:  # keep supervising; the error is logged
                     log.exception("reconcile failed")
-                self._stop.wait(interval)
+                self._wake.wait(interval)
 
         self._thread = threading.Thread(target=loop, name="pcd-supervisor", daemon=True)
         self._thread.start()
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.poll() is None:
+            standby.stdin.close()  # type: ignore[union-attr]  # it exits on end of input
+            try:
+                standby.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                os.killpg(standby.pid, signal.SIGTERM)

@@ -37,6 +37,8 @@ class Api:
             "PCD_DATA_ROOT": str(root / "data"),
             "PCD_TEACHER_ROOT": str(root / "teachers"),
             "PCD_LOCAL_CPUS": "2",
+            # a warm driver costs each API start seconds of imports; test_api_lifecycle has one
+            "PCD_WARM_DRIVER": "false",
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         self.proc: subprocess.Popen | None = None

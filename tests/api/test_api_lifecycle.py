@@ -19,6 +19,9 @@ def _wait(client, study_id: str, statuses: set[str], timeout: float = 240) -> di
 
 
 def test_submit_run_succeed_then_restart_and_cancel(api) -> None:
+    api.stop()  # as deployed: with a warm driver waiting for the first study
+    api.env["PCD_WARM_DRIVER"] = "true"
+    api.start()
     with api.client(headers=RW) as c:
         created = c.post("/v1/studies", json=SMALL)
         assert created.status_code == 201
@@ -34,6 +37,9 @@ def test_submit_run_succeed_then_restart_and_cancel(api) -> None:
         assert done["status"] == "succeeded", done
         assert done["trials"]["completed"] + done["trials"]["stopped_early"] == 2
         assert done["best"]["value"] > 50 and done["best"]["config"]["warmup"] == 2
+        driver_log = (api.root / "studies" / study_id / "driver.log").read_text()
+        assert "warm driver (imports done beforehand) ready" in driver_log
+        assert "phase: search" in driver_log or "] search" in driver_log
         trials = c.get(f"/v1/studies/{study_id}/trials").json()
         assert trials["total"] == 2 and trials["items"][0]["epochs"] == 2
         for item in trials["items"]:  # best over the epochs, last = the final epoch's
