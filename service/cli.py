@@ -251,12 +251,18 @@ def _reproduce_run(repro: Any, missing: list[str], settings: Any, console: Conso
     """Train the missing teachers, then the studies, with a live progress display."""
     import threading
 
+    import ray
     from mlflow.tracking import MlflowClient
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from service.runner.study import _init_ray, ensure_experiment
 
     _init_ray(settings)
+    if ray.cluster_resources().get("GPU", 0) > 0 and repro.req.gpus == 0:
+        console.print(
+            "[yellow]note: the cluster has GPUs but runs ask for none (--gpus-per-run 0): "
+            "they will train on CPUs[/yellow]"
+        )
     ensure_experiment(MlflowClient(settings.tracking_uri), repro.studies_dir)
     progress = Progress(
         "[progress.description]{task.description}",

@@ -165,3 +165,22 @@ def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
     assert third.returncode == 0, third.stderr[-3000:]
     assert "3 finished before; teachers: 1 reused, 0 to train" in " ".join(third.stdout.split())
     assert "Ray" not in third.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_on_a_cluster(tmp_path, ray_cluster) -> None:
+    """The same command on an existing two-node cluster (PCD_RAY_ADDRESS): teacher and seeds
+    run as Ray tasks there, not on a local Ray."""
+    _write_cifar()(tmp_path / "data", n_train=128, n_test=100)
+    env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
+    env = {k: v for k, v in env.items() if k != "PCD_MLFLOW_TRACKING_URI"}
+    args = ["reproduce", "cifar100", "--pairs", "resnet56-resnet20", "--methods", "kd"]
+    args += ["--seeds", "2", "--epochs", "1"]
+    proc = subprocess.run(
+        [str(PCD), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ray_cluster["address"] in " ".join(proc.stdout.split())
+    table = json.loads((tmp_path / "runs" / "reproduce" / "table.json").read_text())
+    kd = next(r for r in table["rows"] if r["method"] == "kd")
+    assert kd["status"] == "done" and kd["ours"]["last_epoch"]["n"] == 2
