@@ -83,6 +83,21 @@ def test_every_pair_validates_and_builds() -> None:
     assert kd == {"temperature": 4, "ce_weight": 0.1, "kd_weight": 0.9}
 
 
+def test_test_each_epoch_reports_the_best_epoch_on_test_apart(tmp_path) -> None:
+    from pcd_core.train import TrainConfig, train
+
+    config = TrainConfig(arch="mlp_32", epochs=3, lr=0.01, test_each_epoch=True)
+    result = train(config, tmp_path / "run")
+    tops = [h.test_top1 for h in result.history]
+    best = result.test["best_test_epoch"]
+    assert None not in tops and best["top1"] == max(tops)
+    assert result.history[best["epoch"] - 1].test_top1 == best["top1"]
+    assert set(result.test) == {"best_val", "last", "best_test_epoch"}
+    assert not any("test" in k for k in result.history[0].scalars())  # never reported to a search
+    plain = train(config.model_copy(update={"test_each_epoch": False}), tmp_path / "plain")
+    assert "best_test_epoch" not in plain.test and plain.history[0].test_top1 is None
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
