@@ -235,6 +235,10 @@ def reproduce_cifar100(
         repro.record_teachers()
         data = repro.write_table()
     except KeyboardInterrupt:
+        import ray
+
+        if ray.is_initialized():  # the studies' threads wait on Ray: release them
+            ray.shutdown()
         _fail("interrupted; run the same command again to resume", 130)
         return
     except (ReproduceError, StudyError, CheckpointError, SpecError, DatasetError) as err:
