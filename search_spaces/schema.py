@@ -148,7 +148,13 @@ class SecondObjective(_Strict):
 
 
 class Budget(_Strict):
-    trials: int = Field(8, ge=1, le=10000)
+    trials: int = Field(
+        8,
+        ge=0,
+        le=10000,
+        description="search trials; 0: a fixed-configuration study (every space parameter "
+        "fixed, no search: the point is trained over the promotion seeds)",
+    )
     max_epochs: int = Field(10, ge=1)
     time_limit_s: float | None = Field(None, gt=0)
 
@@ -171,6 +177,11 @@ class Resources(_Strict):
 class Promotion(_Strict):
     seeds: int = Field(3, ge=0, le=20, description="retrain the best config on train+val")
     baselines: list[Literal["kd", "dkd"]] = Field(default_factory=list)
+    test_each_epoch: bool = Field(
+        False,
+        description="also evaluate test after every epoch and report the best epoch's test "
+        "top-1 (the literature's 'best'; selected on test, so reported beside the last epoch)",
+    )
 
 
 class StudySpec(_Strict):
@@ -247,6 +258,17 @@ class StudySpec(_Strict):
             "random",
         ):
             raise ValueError("sampler: a two-objective study needs nsga2, tpe or random")
+        if self.budget.trials == 0:
+            if self.promotion.seeds < 1:
+                raise ValueError(
+                    "budget.trials: 0 (a fixed-configuration study) needs promotion.seeds >= 1"
+                )
+            for name, param in self.space.items():
+                if not isinstance(param, FixedParam) or param.when:
+                    raise ValueError(
+                        f"budget.trials: 0 (a fixed-configuration study) needs every space "
+                        f"parameter fixed without 'when'; space.{name} is not"
+                    )
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.budget.max_epochs:
             raise ValueError("scheduler.grace_period must not exceed budget.max_epochs")
         return self
@@ -265,6 +287,15 @@ class StudySpec(_Strict):
                 parse_options(self.method, options)
             except MethodOptionError as err:
                 raise ValueError(f"space.{name}: value {value!r} is not allowed: {err}") from None
+
+    @property
+    def is_fixed(self) -> bool:
+        """A fixed-configuration study: no search, the fixed point is promoted directly."""
+        return self.budget.trials == 0
+
+    def fixed_config(self) -> dict[str, Any]:
+        """The values of the fixed space parameters."""
+        return {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}
 
     def grid_size(self) -> int:
         """Number of configurations of a grid over the space."""

@@ -137,6 +137,203 @@ def study_run(
     console.print(f"study folder: {result.study_dir}")
 
 
+reproduce_app = typer.Typer(
+    help="Reproduce a published table as fixed-configuration studies.", no_args_is_help=True
+)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@reproduce_app.command("cifar100")
+def reproduce_cifar100(
+    pairs: str = typer.Option("all", help="teacher-student ids, comma-separated, or all"),
+    methods: str = typer.Option("kd,dkd,pcd", help="comma-separated: ce, kd, dkd, pcd"),
+    seeds: int = typer.Option(3, help="runs per (pair, method): seeds 0..N-1"),
+    epochs: int = typer.Option(None, help="default: the standard recipe (240)"),
+    teacher_epochs: int = typer.Option(None, help="teachers to train; default: --epochs"),
+    data_root: Path = typer.Option(
+        Path("data"), help="folder holding cifar-100-python/ (see `pcd data download`)"
+    ),
+    out: Path = typer.Option(Path("runs/reproduce"), help="studies, table.md and table.json"),
+    teacher_root: Path = typer.Option(
+        Path("."), envvar="PCD_TEACHER_ROOT", help="teachers live in ROOT/teachers/cifar100/"
+    ),
+    cpus_per_run: float = typer.Option(1.0, help="Ray CPUs of each training run"),
+    gpus_per_run: float = typer.Option(0.0, help="Ray GPUs of each training run (e.g. 0.5)"),
+    parallel: int = typer.Option(0, help="studies at once; 0: all (Ray queues their runs)"),
+    ray_address: str = typer.Option(None, envvar="PCD_RAY_ADDRESS", help="default: local Ray"),
+    tracking_uri: str = typer.Option(
+        None, envvar="PCD_MLFLOW_TRACKING_URI", help="default: sqlite:///OUT/mlflow.db"
+    ),
+    num_cpus: int = typer.Option(None, help="CPUs of a local Ray"),
+    list_pairs: bool = typer.Option(False, "--list", help="list the pairs and published numbers"),
+) -> None:
+    """Run the literature's CIFAR-100 pairs with each method's published defaults (fixed
+    configurations, no search) over seeds and write OUT/table.md beside the published numbers.
+    Teachers are trained first when absent; a rerun skips what is finished."""
+    from search_spaces.reproduce import load_benchmark
+    from service.reproduce import ReproduceError, ReproduceRequest, Reproduction, select
+
+    bench = load_benchmark("cifar100")
+    if list_pairs:
+        for pair in bench.pairs:
+            published = ", ".join(f"{k} {v.value:.2f}" for k, v in pair.published.items())
+            typer.echo(f"{pair.id:24s} {pair.family:5s} {published}")
+        return
+    try:
+        chosen_pairs, chosen_methods = select(bench, pairs, methods)
+    except ReproduceError as err:
+        _fail(str(err), 2)
+        return
+    for name, value in (
+        ("--seeds", seeds),
+        ("--epochs", epochs),
+        ("--teacher-epochs", teacher_epochs),
+    ):
+        if value is not None and value < 1:
+            _fail(f"{name} must be at least 1, got {value}", 2)
+    if cpus_per_run <= 0 or gpus_per_run < 0 or parallel < 0:
+        _fail("--cpus-per-run must be > 0, --gpus-per-run and --parallel >= 0", 2)
+    from pcd_core.data import DatasetError, load_dataset
+    from pcd_core.train import CheckpointError
+    from service.runner.study import RunnerSettings, StudyError
+
+    try:
+        load_dataset(bench.dataset, "test", data_root)  # a missing archive: one line, now
+    except DatasetError as err:
+        _fail(str(err))
+    run_epochs = epochs or bench.epochs
+    request = ReproduceRequest(
+        pairs=chosen_pairs,
+        methods=chosen_methods,
+        seeds=seeds,
+        epochs=run_epochs,
+        teacher_epochs=teacher_epochs or run_epochs,
+        data_root=data_root,
+        out=out,
+        teacher_root=teacher_root,
+        cpus=cpus_per_run,
+        gpus=gpus_per_run,
+        parallel=parallel,
+    )
+    settings = RunnerSettings(tracking_uri=tracking_uri, ray_address=ray_address, num_cpus=num_cpus)
+    console = Console()
+    try:
+        repro = Reproduction(bench, request, settings)
+        missing = repro.load_teachers()
+        repro.plan()
+        skipped = sum(s.status == "skipped" for s in repro.studies)
+        console.print(
+            f"{len(repro.studies)} studies ({len(chosen_pairs)} pairs x {len(chosen_methods)} "
+            f"methods, {seeds} seeds, {run_epochs} epochs), {skipped} finished before; teachers: "
+            f"{len(repro.teachers)} reused, {len(missing)} to train; "
+            f"{cpus_per_run:g} CPU + {gpus_per_run:g} GPU per run on "
+            f"{ray_address or 'a local Ray'}",
+            highlight=False,
+        )
+        if repro.needs_work():
+            _reproduce_run(repro, missing, settings, console)
+        repro.record_teachers()
+        data = repro.write_table()
+    except KeyboardInterrupt:
+        import ray
+
+        if ray.is_initialized():  # the studies' threads wait on Ray: release them
+            ray.shutdown()
+        _fail("interrupted; run the same command again to resume", 130)
+        return
+    except (ReproduceError, StudyError, CheckpointError, SpecError, DatasetError) as err:
+        _fail(str(err))
+        return
+    _print_reproduction(console, data)
+    console.print(f"table: {repro.out / 'table.md'} and table.json", highlight=False)
+    failed = [r for r in data["rows"] if r.get("status") == "failed"]
+    if failed:
+        _fail(f"{len(failed)} studies failed; see {repro.out / 'table.md'}")
+
+
+def _reproduce_run(repro: Any, missing: list[str], settings: Any, console: Console) -> None:
+    """Train the missing teachers, then the studies, with a live progress display."""
+    import threading
+
+    import ray
+    from mlflow.tracking import MlflowClient
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from service.runner.study import _init_ray, ensure_experiment
+
+    _init_ray(settings)
+    if ray.cluster_resources().get("GPU", 0) > 0 and repro.req.gpus == 0:
+        console.print(
+            "[yellow]note: the cluster has GPUs but runs ask for none (--gpus-per-run 0): "
+            "they will train on CPUs[/yellow]"
+        )
+    ensure_experiment(MlflowClient(settings.tracking_uri), repro.studies_dir)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "epochs",
+        TimeElapsedColumn(),
+        console=console,
+    )
+    t_done, t_total = repro.teacher_epochs_done()
+    teachers = progress.add_task("teachers", total=max(t_total, 1), completed=t_done)
+    runs = progress.add_task("studies", total=1, start=False)
+    stop = threading.Event()
+
+    def refresh() -> None:
+        done, total = repro.teacher_epochs_done()
+        progress.update(teachers, completed=done if total else 1)
+        if repro.studies:
+            done, total = repro.epochs_done()
+            counts = [s.status for s in repro.studies]
+            finished = sum(c in ("done", "skipped") for c in counts)
+            progress.start_task(runs)
+            progress.update(
+                runs,
+                total=total,
+                completed=done,
+                description=f"studies {finished}/{len(counts)} "
+                f"({counts.count('running')} running, {counts.count('failed')} failed)",
+            )
+
+    def poll() -> None:
+        while not stop.wait(2.0):
+            refresh()
+
+    poller = threading.Thread(target=poll, daemon=True)
+    with progress:
+        poller.start()
+        try:
+            repro.train_teachers(missing, refresh)
+            repro.plan()  # the new teachers' hashes go into the specs
+            refresh()
+            repro.run_studies(refresh)
+        finally:
+            stop.set()
+            refresh()
+
+
+def _print_reproduction(console: Console, data: dict[str, Any]) -> None:
+    from service.reproduce import cell_text
+
+    table = Table(title=f"{data['benchmark']}: test top-1 %, ours beside the published numbers")
+    for col in ("pair", "method", "ours best epoch", "ours last epoch", "published", "source"):
+        table.add_column(col)
+    for row in data["rows"]:
+        ours = row["ours"] or {}
+        pub = row["published"]
+        table.add_row(
+            row["pair"],
+            row["method"] + ("" if row["status"] != "failed" else " [failed]"),
+            cell_text(ours.get("best_epoch")),
+            cell_text(ours.get("last_epoch")),
+            "" if not pub else f"{pub['value']:.2f}",
+            "" if not pub else pub["source"],
+        )
+    console.print(table)
+
+
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),

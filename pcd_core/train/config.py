@@ -72,6 +72,11 @@ class TrainConfig(BaseModel):
     channels_last: bool | None = Field(None, description="default on for CUDA")
     logit_bank: Path | None = Field(None, description="folder of cached teacher logits")
     hard_class_fraction: float = Field(0.2, gt=0.0, le=1.0)
+    test_each_epoch: bool = Field(
+        False,
+        description="also evaluate test after every epoch, for the literature's best-epoch "
+        "number (selected on test: reporting only, never a tuning metric)",
+    )
 
     @field_validator("arch")
     @classmethod

@@ -65,6 +65,7 @@ class EpochMetrics:
     val_hard_top1: float | None
     val_per_class: list[float]
     seconds: float
+    test_top1: float | None = None  # only with TrainConfig.test_each_epoch; not in scalars()
 
     def scalars(self) -> dict[str, float]:
         """Flat scalar metrics (for logging)."""
@@ -382,6 +383,10 @@ def train(
             val_per_class=list(val["per_class"]),  # type: ignore[arg-type]
             seconds=time.perf_counter() - started,
         )
+        if config.test_each_epoch:  # reporting only: never seen by a search
+            metrics.test_top1 = float(
+                _evaluate(student, test_loader, num_classes, None, setup.amp)["top1"]
+            )
         history.append(metrics)
         if has_val and metrics.val_top1 > best_val:
             best_epoch, best_val = epoch, metrics.val_top1
@@ -439,6 +444,14 @@ def train(
         result.test = {"best_val": {"epoch": best_epoch, **best_test}, **result.test}
     else:
         result.best_epoch = history[-1].epoch if history else 0
+    tested = [h for h in history if h.test_top1 is not None]
+    if config.test_each_epoch and tested:
+        top = max(tested, key=lambda h: h.test_top1 or 0.0)
+        result.test["best_test_epoch"] = {
+            "epoch": top.epoch,
+            "top1": top.test_top1,
+            "selected_on": "test (the literature's best-epoch number; optimistic)",
+        }
     if not method.needs_teacher:
         result.teacher_artifact = out_dir / "teacher.pt"
         result.teacher_hash = save_teacher(

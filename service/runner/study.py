@@ -52,6 +52,9 @@ class RunnerSettings:
     data_root: Path | None = None
     teacher_root: Path | None = None
     num_cpus: int | None = None  # local Ray only
+    # teacher-logit banks (keyed by teacher hash and data pipeline, so studies that share a
+    # teacher can share one folder); None: <study_dir>/logit_bank
+    logit_bank_root: Path | None = None
 
 
 @dataclass
@@ -152,17 +155,22 @@ class _State:
         os.replace(tmp, self.path)
 
 
+def ensure_experiment(client: MlflowClient, studies_dir: Path) -> str:
+    """The id of the studies' MLflow experiment, created when missing (artifacts of a local
+    store go to ``studies_dir/mlartifacts``)."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    # a tracking server stores artifacts itself (proxied); a local store next to the study
+    local = not client.tracking_uri.startswith(("http://", "https://"))
+    location = (studies_dir / "mlartifacts").resolve().as_uri() if local else None
+    return client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
 def _parent_run(
     client: MlflowClient, state: _State, spec: StudySpec, study_dir: Path
 ) -> tuple[str, str]:
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        # a tracking server stores artifacts itself (proxied); a local store next to the study
-        local = not client.tracking_uri.startswith(("http://", "https://"))
-        location = (study_dir.parent / "mlartifacts").resolve().as_uri() if local else None
-        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_experiment(client, study_dir.parent)
     run_id = state.data.get("parent_run_id")
     if run_id is None:
         run = client.create_run(
@@ -295,14 +303,17 @@ def run_study(
         teacher=teacher,
         teacher_hash=teacher_hash,
         data_root=data_root,
-        logit_bank=str(study_dir / "logit_bank") if teacher else None,
+        logit_bank=str(settings.logit_bank_root or study_dir / "logit_bank") if teacher else None,
         student_params=_student_params(spec, data_root),
         study_dir=str(study_dir),
     )
     if teacher:
         phase("logit bank")
-        probe = trial_config(ctx, {})
+        # a fixed study only trains on the whole training split (the promotion's runs)
+        probe = trial_config(ctx, {}, val_fraction=0.0 if spec.is_fixed else None)
         ray.get(_prefill_remote.options(**_remote_opts(spec)).remote(probe.model_dump(mode="json")))
+    if spec.is_fixed:
+        return _finish_fixed(spec, ctx, client, parent_run_id, tracking_uri, state, phase)
 
     phase("search")
     metric, mode = _objective(spec)
@@ -421,19 +432,66 @@ def run_study(
             client.set_tag(parent_run_id, f"best.{key}", str(value))
         phase("promotion")
         result.promotion = _promote(spec, ctx, best_row.config, study_dir, state)
-        for label, stats in result.promotion.items():
-            client.log_metric(parent_run_id, f"{label}.test_top1_mean", stats["mean"])
-            client.log_metric(parent_run_id, f"{label}.test_top1_std", stats["std"])
         _log_plots(
             client, parent_run_id, storage, study_name, best_row.trial_id, first_metric, study_dir
         )
-    client.log_dict(parent_run_id, _jsonable(asdict(result)), "summary.json")
-    client.set_terminated(parent_run_id, status="FINISHED")
-    tmp = study_dir / ".summary.json.tmp"  # readers (the API) never see half a file
+    _log_promotion(client, parent_run_id, result.promotion)
+    _write_summary(client, result, state)
+    return result
+
+
+def _log_promotion(client: MlflowClient, run_id: str, promotion: dict[str, dict[str, Any]]) -> None:
+    for label, stats in promotion.items():
+        client.log_metric(run_id, f"{label}.test_top1_mean", stats["mean"])
+        client.log_metric(run_id, f"{label}.test_top1_std", stats["std"])
+        if "best_epoch" in stats:
+            client.log_metric(
+                run_id, f"{label}.best_epoch_test_top1_mean", stats["best_epoch"]["mean"]
+            )
+            client.log_metric(
+                run_id, f"{label}.best_epoch_test_top1_std", stats["best_epoch"]["std"]
+            )
+
+
+def _write_summary(client: MlflowClient, result: StudyResult, state: _State) -> None:
+    client.log_dict(result.parent_run_id, _jsonable(asdict(result)), "summary.json")
+    client.set_terminated(result.parent_run_id, status="FINISHED")
+    tmp = result.study_dir / ".summary.json.tmp"  # readers (the API) never see half a file
     tmp.write_text(json.dumps(_jsonable(asdict(result)), indent=1))
-    os.replace(tmp, study_dir / "summary.json")
+    os.replace(tmp, result.study_dir / "summary.json")
     state.data["finished"] = True
     state.save()
+
+
+def _finish_fixed(
+    spec: StudySpec,
+    ctx: TrialContext,
+    client: MlflowClient,
+    parent_run_id: str,
+    tracking_uri: str,
+    state: _State,
+    phase: Callable[[str], None],
+) -> StudyResult:
+    """A fixed-configuration study: no search; the fixed point is trained over the seeds."""
+    config = spec.fixed_config()
+    for key, value in config.items():
+        client.set_tag(parent_run_id, f"best.{key}", str(value))
+    client.set_tag(parent_run_id, "pcd.fixed", "true")
+    phase("promotion")
+    study_dir = Path(ctx.study_dir)
+    result = StudyResult(
+        name=spec.name,
+        study_dir=study_dir,
+        parent_run_id=parent_run_id,
+        tracking_uri=tracking_uri,
+        best_config=config,
+        best_value=None,
+        best_trial_id=None,
+        trials=[],
+        promotion=_promote(spec, ctx, config, study_dir, state),
+    )
+    _log_promotion(client, parent_run_id, result.promotion)
+    _write_summary(client, result, state)
     return result
 
 
@@ -445,7 +503,8 @@ def _promote(
     spec: StudySpec, ctx: TrialContext, best: dict[str, Any], study_dir: Path, state: _State
 ) -> dict[str, dict[str, Any]]:
     """Retrain the best configuration (and the baselines at their defaults) on the whole
-    training split with several seeds; test accuracy of the last epoch, mean +- std."""
+    training split with several seeds; test accuracy of the last epoch, mean +- std (and of
+    the best epoch on test, labelled as such, with ``promotion.test_each_epoch``)."""
     seeds = range(spec.promotion.seeds)
     if not seeds:
         return {}
@@ -454,26 +513,42 @@ def _promote(
         (f"baseline_{m}", m, {}) for m in spec.promotion.baselines
     ]
     for label, method, params in runs:
+        configs = [
+            trial_config(ctx, params, method=method, seed=seed, val_fraction=0.0) for seed in seeds
+        ]
+        if spec.promotion.test_each_epoch:
+            configs = [c.model_copy(update={"test_each_epoch": True}) for c in configs]
         jobs[label] = [
             _train_remote.options(**_remote_opts(spec)).remote(
-                trial_config(ctx, params, method=method, seed=seed, val_fraction=0.0).model_dump(
-                    mode="json"
-                ),
+                config.model_dump(mode="json"),
                 str(study_dir / "promotion" / f"{label}-s{seed}"),
             )
-            for seed in seeds
+            for seed, config in zip(seeds, configs, strict=True)
         ]
     out = {}
     for label, refs in jobs.items():
-        tops = [float(r["test"]["last"]["top1"]) for r in ray.get(refs)]
-        mean = sum(tops) / len(tops)
-        std = (
-            (sum((t - mean) ** 2 for t in tops) / (len(tops) - 1)) ** 0.5 if len(tops) > 1 else 0.0
-        )
-        out[label] = {"mean": mean, "std": std, "seeds": len(tops), "test_top1": tops}
+        results = ray.get(refs)
+        tops = [float(r["test"]["last"]["top1"]) for r in results]
+        out[label] = {**mean_std(tops), "seeds": len(tops), "test_top1": tops}
+        best = [r["test"]["best_test_epoch"] for r in results if "best_test_epoch" in r["test"]]
+        if best:
+            top1 = [float(b["top1"]) for b in best]
+            out[label]["best_epoch"] = {
+                **mean_std(top1),
+                "test_top1": top1,
+                "epochs": [int(b["epoch"]) for b in best],
+                "selected_on": "test",
+            }
     state.data["promotion"] = out
     state.save()
     return out
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": var**0.5}
 
 
 def _log_plots(

@@ -41,7 +41,15 @@ def test_builtin_spaces_load() -> None:
             "space.split_ratio.when: 'split' must be a parameter listed before",
         ),
         ({"sampler.type": "grid"}, "grid sampling needs finite values"),
-        ({"budget.trials": 0}, "budget.trials: Input should be greater than or equal to 1"),
+        ({"budget.trials": -1}, "budget.trials: Input should be greater than or equal to 0"),
+        (
+            {"budget.trials": 0},
+            "budget.trials: 0 (a fixed-configuration study) needs every space parameter fixed",
+        ),
+        (
+            {"budget.trials": 0, "space": {}, "promotion.seeds": 0},
+            "needs promotion.seeds >= 1",
+        ),
         ({"objective.metric": "test_top1"}, "objective.metric"),
         ({"objective.mode": "min"}, "val_top1 is optimised with mode='max'"),
         ({"student": "resnet9"}, "unknown model 'resnet9'"),
