@@ -1,9 +1,13 @@
 """API latency under load, and submission-to-first-trial time, on loopback.
 
 1. p50/p99 latency of GET /v1/studies/{id} (a finished study with 2 trials in MLflow) and of
-   a validate_only POST, each under 50 concurrent clients for 20 s (httpx, asyncio).
-2. Time from POST /v1/studies to the first trial running, with a warm local Ray cluster
-   (`ray start --head`, reached through PCD_RAY_ADDRESS) and a stored teacher.
+   a validate_only POST, each under 50 concurrent clients for 20 s (aiohttp, one asyncio
+   loop: a lighter load generator than httpx, which spent more CPU than the server), and
+   the server's CPU time per request (psutil), which the shared cores do not distort.
+2. Time from POST /v1/studies to the first trial running (its MLflow run exists, as listed by
+   GET /v1/studies/{id}/trials), with a warm local Ray cluster (`ray start --head`, reached
+   through PCD_RAY_ADDRESS), a stored teacher and the API's warm driver; then the driver's
+   own timeline from driver.log.
 
     python bench/api_bench.py [--clients 50] [--seconds 20]
 """
@@ -11,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -47,35 +52,58 @@ BODY = {
 async def _load(
     url: str, method: str, path: str, headers: dict, clients: int, seconds: float, **kw
 ) -> list[float]:
+    import aiohttp
+
     latencies: list[float] = []
     stop = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    connector = aiohttp.TCPConnector(limit=clients)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while time.monotonic() < stop:
             start = time.perf_counter()
-            response = await client.request(method, path, headers=headers, **kw)
+            async with session.request(method, url + path, headers=headers, **kw) as response:
+                body = await response.read()
             latencies.append(time.perf_counter() - start)
-            assert response.status_code < 300, response.text
+            assert response.status < 300, body
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(clients)))
     return latencies
 
 
-def _row(table: Table, label: str, lat: list[float], seconds: float) -> None:
+def _row(table: Table, label: str, lat: list[float], seconds: float, cpu_s: float) -> dict:
     lat = sorted(lat)
+    row = {
+        "requests": len(lat),
+        "req_per_s": len(lat) / seconds,
+        "p50_ms": statistics.median(lat) * 1e3,
+        "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1e3,
+        "server_cpu_ms_per_request": cpu_s / len(lat) * 1e3,
+    }
     table.add_row(
         label,
-        str(len(lat)),
-        f"{len(lat) / seconds:.0f}",
-        f"{statistics.median(lat) * 1e3:.1f}",
-        f"{lat[int(0.99 * (len(lat) - 1))] * 1e3:.1f}",
+        str(row["requests"]),
+        f"{row['req_per_s']:.0f}",
+        f"{row['p50_ms']:.1f}",
+        f"{row['p99_ms']:.1f}",
+        f"{row['server_cpu_ms_per_request']:.2f}",
     )
+    return row
+
+
+def _server_cpu(proc) -> float:
+    import psutil
+
+    times = psutil.Process(proc.pid).cpu_times()
+    return times.user + times.system
 
 
 @app.command()
-def main(clients: int = typer.Option(50), seconds: float = typer.Option(20.0)) -> None:
+def main(
+    clients: int = typer.Option(50),
+    seconds: float = typer.Option(20.0),
+    out: Path = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
     bin_dir = Path(sys.executable).parent
     root = Path(tempfile.mkdtemp(prefix="pcd-api-bench-"))
     token = secrets.token_hex(16)
@@ -123,21 +151,32 @@ def main(clients: int = typer.Option(50), seconds: float = typer.Option(20.0)) -
             f"{url}/healthz",
             "the API",
         )
+        time.sleep(10)  # let the API's warm driver finish its imports, as in a running service
         with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
             submitted = time.perf_counter()
             study = c.post("/v1/studies", json=BODY).json()
             first_trial = None
-            while True:
-                s = c.get(f"/v1/studies/{study['id']}").json()
-                if first_trial is None and s["trials"]["running"] + s["trials"]["completed"] > 0:
+            while first_trial is None:
+                if c.get(f"/v1/studies/{study['id']}/trials").json()["total"] > 0:
                     first_trial = time.perf_counter() - submitted
-                if s["status"] in ("succeeded", "failed"):
-                    break
-                time.sleep(0.2)
+                else:
+                    time.sleep(0.1)
+            while (s := c.get(f"/v1/studies/{study['id']}").json())["status"] not in (
+                "succeeded",
+                "failed",
+            ):
+                time.sleep(0.5)
             assert s["status"] == "succeeded", s
+        timeline = [
+            line.strip()
+            for line in (root / "studies" / study["id"] / "driver.log").read_text().splitlines()
+            if line.startswith("[pcd driver")
+        ]
+        cpu0 = _server_cpu(api)
         get_lat = asyncio.run(
             _load(url, "GET", f"/v1/studies/{study['id']}", headers, clients, seconds)
         )
+        cpu1 = _server_cpu(api)
         post_lat = asyncio.run(
             _load(
                 url,
@@ -150,19 +189,29 @@ def main(clients: int = typer.Option(50), seconds: float = typer.Option(20.0)) -
                 json=BODY,
             )
         )
+        cpu2 = _server_cpu(api)
         table = Table(
             title=f"{clients} concurrent clients, {seconds:.0f} s each, loopback, "
             "one uvicorn worker, client and server on the same 2 cores"
         )
-        for col in ("request", "requests", "req/s", "p50 ms", "p99 ms"):
+        for col in ("request", "requests", "req/s", "p50 ms", "p99 ms", "server CPU ms/req"):
             table.add_column(col, justify="right")
-        _row(table, "GET /v1/studies/{id}", get_lat, seconds)
-        _row(table, "POST validate_only", post_lat, seconds)
+        results = {
+            "clients": clients,
+            "seconds": seconds,
+            "get_study": _row(table, "GET /v1/studies/{id}", get_lat, seconds, cpu1 - cpu0),
+            "post_validate_only": _row(table, "POST validate_only", post_lat, seconds, cpu2 - cpu1),
+            "submission_to_first_trial_s": first_trial,
+            "driver_timeline": timeline,
+        }
         console.print(table)
         console.print(
-            f"submission to first trial running (warm local Ray, stored teacher): "
+            f"submission to first trial running (warm local Ray, stored teacher, warm driver): "
             f"{first_trial:.1f} s"
         )
+        console.print("driver timeline:\n  " + "\n  ".join(timeline))
+        if out is not None:
+            out.write_text(json.dumps(results, indent=1))
     finally:
         _stop(api)
         import psutil
