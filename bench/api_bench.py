@@ -157,7 +157,9 @@ def main(
             study = c.post("/v1/studies", json=BODY).json()
             first_trial = None
             while first_trial is None:
-                if c.get(f"/v1/studies/{study['id']}/trials").json()["total"] > 0:
+                listed = c.get(f"/v1/studies/{study['id']}/trials")
+                assert listed.status_code == 200, listed.text
+                if listed.json()["total"] > 0:
                     first_trial = time.perf_counter() - submitted
                 else:
                     time.sleep(0.1)

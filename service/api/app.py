@@ -491,8 +491,11 @@ def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
 
 
 def _client(settings: Settings, record: StudyRecord) -> Any:
+    """An MLflow client for the study's tracking store, once the driver has made its parent
+    run. Not before: opening a SQLite store that the driver is still creating would run
+    MLflow's migrations from here too, and the two clash."""
     uri = _tracking_uri(settings, record)
-    if not uri:
+    if not uri or "parent_run_id" not in _study_state(record):
         return None
     from mlflow.tracking import MlflowClient
 
@@ -554,8 +557,8 @@ def _progress(settings: Settings, record: StudyRecord):
 
 def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
-    client = _client(settings, record)
     try:
+        client = _client(settings, record)
         runs = _child_runs(settings, record)
     except Exception:  # the driver may be creating its tracking store right now
         log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
