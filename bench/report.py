@@ -196,7 +196,7 @@ class Sizes:
     grid_points: int  # per family; 0 = the whole grid
 
 
-FULL = Sizes(15000, 0, 0.2, 15, 15, 128, 5, 1, 0)
+FULL = Sizes(10000, 0, 0.2, 12, 10, 128, 5, 1, 0)
 QUICK = Sizes(600, 500, 0.2, 1, 1, 128, 2, 1, 2)
 
 
