@@ -76,6 +76,7 @@ def test_quick_report_end_to_end(tmp_path: Path) -> None:
     assert data["configs"]["pcd S=1"]["options"]["stages"] == 1
     for r in data["results"].values():
         assert r["seeds"] == [0, 1] and len(r["test_top1_best_val"]) == 2
+        assert len(r["test_hard_top1"]) == 2  # ce too (from its per-class test accuracy)
     assert "## Headline" in md and "Selection protocol" in md and "Other benchmarks" in md
 
     # tuning selects by val: the chosen point is the argmax of the val accuracies stored in
@@ -100,6 +101,9 @@ def test_quick_report_end_to_end(tmp_path: Path) -> None:
     assert again["wall"]["tuning_trained"] == 0 and again["wall"]["final_trained"] == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")} == stamps
     assert again["results"] == data["results"]
+    ledger = json.loads((out / "invocations.json").read_text())
+    assert [x["trained"] > 0 for x in ledger] == [True, False]
+    assert "(1 invocation(s)," in (docs / "results.md").read_text()
 
 
 def test_select_takes_the_val_argmax() -> None:
