@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup deploy-tools demo test bench lint clean
+.PHONY: setup deploy-tools demo test bench report lint clean
 
 setup: $(STAMP) deploy-tools
 
@@ -36,6 +36,18 @@ test: $(STAMP) deploy-tools
 
 bench: $(STAMP)
 	$(PY) bench/loss_bench.py
+
+# The results report (docs/results.md + plots) from Fashion-MNIST runs; resumable (runs/report).
+FMNIST := /usr/share/datasets/fashion-mnist
+report: $(STAMP)
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 dataset-fashion-mnist; \
+	  else \
+	    echo "make report needs Debian's dataset-fashion-mnist: run 'sudo apt-get install dataset-fashion-mnist' (or be root)"; exit 1; \
+	  fi; \
+	fi
+	$(PY) bench/report.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

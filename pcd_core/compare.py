@@ -6,6 +6,7 @@ weights and the last epoch, and reported as mean +- std over seeds.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from pcd_core.train import DataConfig, TrainConfig, train
+from pcd_core.train.trainer import RunResult
 
 
 @dataclass
@@ -27,6 +29,8 @@ class MethodSummary:
     test_top1_best_val: list[float] = field(default_factory=list)
     test_top1_last: list[float] = field(default_factory=list)
     test_hard_top1: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    best_epochs: list[int] = field(default_factory=list)
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -49,6 +53,31 @@ def train_teacher(
     return result.teacher_artifact
 
 
+def run_label(name: str, options: dict[str, Any]) -> str:
+    """The run folder name of ``name`` with ``options`` (without the seed suffix)."""
+    return name + "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+
+
+def _finished(config: TrainConfig, run_dir: Path) -> RunResult | None:
+    """The result stored in ``run_dir/summary.json`` if it is a finished run of ``config``."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if summary.get("config") != config.model_dump(mode="json"):
+        return None
+    return RunResult(
+        out_dir=run_dir,
+        history=[],
+        best_epoch=int(summary["best_epoch"]),
+        best_val_top1=float(summary["best_val_top1"]),
+        test=summary["test"],
+    )
+
+
 def compare_methods(
     out: Path,
     *,
@@ -60,9 +89,16 @@ def compare_methods(
     epochs: int,
     lr: float | None = None,
     on_run: Callable[[str, int, float], None] | None = None,
+    batch_size: int | None = None,
+    logit_bank: Path | None = None,
+    reuse_finished: bool = False,
 ) -> list[MethodSummary]:
     """Distil ``student`` with each method for each seed (same data batches for all:
-    common random numbers), collecting val and test accuracies."""
+    common random numbers), collecting val and test accuracies.
+
+    ``logit_bank`` shares cached teacher logits between the runs (see ``prefill_logit_bank``).
+    With ``reuse_finished``, a run whose folder already holds the ``summary.json`` of the same
+    configuration is read instead of trained again (resumable comparisons)."""
     summaries = []
     for name, options in methods:
         summary = MethodSummary(name, dict(options))
@@ -76,9 +112,16 @@ def compare_methods(
                 epochs=epochs,
                 lr=lr,
                 seed=seed,
+                logit_bank=logit_bank if name != "ce" else None,
+                **({} if batch_size is None else {"batch_size": batch_size}),
             )
-            label = name + "".join(f"-{k}{v}" for k, v in sorted(options.items()))
-            result = train(config, out / f"{label}-s{seed}")
+            label = run_label(name, dict(options))
+            run_dir = out / f"{label}-s{seed}"
+            result = (_finished(config, run_dir) if reuse_finished else None) or train(
+                config, run_dir
+            )
+            summary.seeds.append(seed)
+            summary.best_epochs.append(result.best_epoch)
             summary.val_top1.append(result.best_val_top1)
             summary.test_top1_best_val.append(float(result.test["best_val"]["top1"]))
             summary.test_top1_last.append(float(result.test["last"]["top1"]))

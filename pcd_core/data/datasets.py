@@ -8,7 +8,7 @@ Where the files are looked for when ``root`` is not given:
 
 - CIFAR-10/100 and MNIST: the folder in the environment variable ``PCD_DATA_ROOT``, else
   ``./data``. ``pcd data download cifar100 --root DIR`` fetches the CIFAR archives.
-- Fashion-MNIST: first ``/usr/share/dataset-fashion-mnist`` (where Debian's package
+- Fashion-MNIST: first ``/usr/share/datasets/fashion-mnist`` (where Debian's package
   ``dataset-fashion-mnist`` installs the IDX files; ``dpkg -L dataset-fashion-mnist`` lists
   them), then the data root above.
 """
@@ -44,7 +44,7 @@ DATASET_NAMES: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("train", "test")
 DATA_ROOT_ENV = "PCD_DATA_ROOT"
-FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/dataset-fashion-mnist")
+FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
 # Per-channel statistics of the training splits (the values commonly used in the literature).
@@ -475,7 +475,7 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
 
     Looks for ``train-images-idx3-ubyte[.gz]``/``train-labels-idx1-ubyte[.gz]`` (or ``t10k-``
     for "test") in ``root`` and its ``raw/``, ``MNIST/raw/``, ``FashionMNIST/raw/`` folders.
-    Without ``root``, Fashion-MNIST is looked for in ``/usr/share/dataset-fashion-mnist``
+    Without ``root``, Fashion-MNIST is looked for in ``/usr/share/datasets/fashion-mnist``
     (Debian's ``dataset-fashion-mnist``) first, then in ``$PCD_DATA_ROOT`` or ``./data``.
     """
     _check_split(split)
