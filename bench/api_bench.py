@@ -6,8 +6,8 @@
    the server's CPU time per request (psutil), which the shared cores do not distort.
 2. Time from POST /v1/studies to the first trial running (its MLflow run exists, as listed by
    GET /v1/studies/{id}/trials), with a warm local Ray cluster (`ray start --head`, reached
-   through PCD_RAY_ADDRESS), a stored teacher and the API's warm driver; then the driver's
-   own timeline from driver.log.
+   through PCD_RAY_ADDRESS), a local MLflow server (as `make demo`), a stored teacher and the
+   API's warm driver; then the driver's own timeline from driver.log.
 
     python bench/api_bench.py [--clients 50] [--seconds 20]
 """
@@ -133,17 +133,40 @@ def main(
         check=True,
         capture_output=True,
     )
-    api_port = _port()
+    api_port, mlflow_port = _port(), _port()
     url = f"http://127.0.0.1:{api_port}"
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     env.update(
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        PCD_MLFLOW_TRACKING_URI=mlflow_url,  # as `make demo` runs: a local MLflow server
         PCD_DATABASE_URL=f"sqlite:///{root / 'pcd.db'}",
         PCD_API_TOKENS=f"{token}:rw",
         PCD_STUDIES_DIR=str(root / "studies"),
         PCD_TEACHER_ROOT=str(root / "teachers"),
         PCD_RAY_ADDRESS=f"127.0.0.2:{ray_port}",
     )
-    api = None
+    api = mlflow = None
     try:
+        mlflow = _start(
+            [
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "mlartifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            env,
+            root / "mlflow.log",
+            f"{mlflow_url}/health",
+            "MLflow",
+        )
         api = _start(
             [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
             env,
@@ -151,7 +174,7 @@ def main(
             f"{url}/healthz",
             "the API",
         )
-        time.sleep(10)  # let the API's warm driver finish its imports, as in a running service
+        time.sleep(15)  # the API's warm driver readies itself, as in a running service
         with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
             submitted = time.perf_counter()
             study = c.post("/v1/studies", json=BODY).json()
@@ -211,11 +234,12 @@ def main(
             f"submission to first trial running (warm local Ray, stored teacher, warm driver): "
             f"{first_trial:.1f} s"
         )
-        console.print("driver timeline:\n  " + "\n  ".join(timeline))
+        console.print("driver timeline:\n  " + "\n  ".join(timeline), markup=False)
         if out is not None:
             out.write_text(json.dumps(results, indent=1))
     finally:
         _stop(api)
+        _stop(mlflow)
         import psutil
 
         for p in psutil.process_iter(["cmdline"]):

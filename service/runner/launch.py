@@ -37,26 +37,17 @@ def _timeline(event: str) -> None:
 
 def main(study_dir: Path, *, warm: bool = False) -> int:
     from search_spaces import parse_spec
-    from service.runner.study import RunnerSettings, run_study
+    from service.runner.study import run_study
 
     def on_term(signum, frame):  # a cancel: leave no outcome, the service records it
         raise SystemExit(143)
 
     signal.signal(signal.SIGTERM, on_term)
     (study_dir / OUTCOME).unlink(missing_ok=True)
-    kind = "warm driver (imports done beforehand)" if warm else "driver"
+    kind = "warm driver (Ray connected, workers started)" if warm else "driver"
     _timeline(f"study {study_dir.name}: {kind} ready, pid {os.getpid()}")
     spec = parse_spec(json.loads((study_dir / "spec.json").read_text()), source="spec.json")
-    env = os.environ
-    settings = RunnerSettings(
-        tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
-        optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
-        ray_address=env.get("PCD_RAY_ADDRESS") or None,
-        tune_storage=env.get("PCD_TUNE_STORAGE") or None,
-        data_root=Path(env["PCD_DATA_ROOT"]) if env.get("PCD_DATA_ROOT") else None,
-        teacher_root=Path(env["PCD_TEACHER_ROOT"]) if env.get("PCD_TEACHER_ROOT") else None,
-        num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
-    )
+    settings = _settings()
     try:
         run_study(spec, study_dir, settings, on_phase=_timeline)
     except SystemExit:
@@ -70,11 +61,28 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
     return 0
 
 
-def standby() -> int:
-    """Import the heavy stack, then run the one study folder named on standard input."""
-    global _STARTED
-    import service.runner.study  # noqa: F401  (torch, Ray, Tune, MLflow, Optuna)
+def _settings():
+    from service.runner.study import RunnerSettings
 
+    env = os.environ
+    return RunnerSettings(
+        tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
+        optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
+        ray_address=env.get("PCD_RAY_ADDRESS") or None,
+        tune_storage=env.get("PCD_TUNE_STORAGE") or None,
+        data_root=Path(env["PCD_DATA_ROOT"]) if env.get("PCD_DATA_ROOT") else None,
+        teacher_root=Path(env["PCD_TEACHER_ROOT"]) if env.get("PCD_TEACHER_ROOT") else None,
+        num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
+    )
+
+
+def standby() -> int:
+    """Import the heavy stack, connect to Ray and start trial workers, then run the one
+    study folder named on standard input."""
+    global _STARTED
+    from service.runner.study import warm_up  # torch, Ray, Tune, MLflow, Optuna
+
+    warm_up(_settings())
     line = sys.stdin.readline().strip()
     if not line:
         return 0  # the service went away before handing over a study

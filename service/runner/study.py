@@ -121,6 +121,46 @@ def _init_ray(settings: RunnerSettings) -> None:
         )
 
 
+class _TrialTimeline(tune.Callback):
+    """Marks the first trial's start and first result in the driver's timeline."""
+
+    def __init__(self, phase: Callable[[str], None]) -> None:
+        self.phase: Callable[[str], None] | None = phase
+        self.seen: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: no callable
+        return {"phase": None, "seen": set(self.seen)}
+
+    def _once(self, event: str) -> None:
+        if event not in self.seen and self.phase is not None:
+            self.seen.add(event)
+            self.phase(event)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._once("first trial started")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
+        self._once("first trial result")
+
+
+@ray.remote(num_cpus=0)
+def _warm_worker() -> int:
+    """Import what a trial imports, so that a worker process is ready for one."""
+    import torch  # noqa: F401
+
+    import pcd_core.train  # noqa: F401
+    import service.runner.trainable  # noqa: F401
+
+    return os.getpid()
+
+
+def warm_up(settings: RunnerSettings, workers: int = 2) -> None:
+    """Connect to Ray (or start the local one) and start ``workers`` worker processes with
+    the trial code imported: a warm driver does this before its study arrives."""
+    _init_ray(settings)
+    ray.get([_warm_worker.remote() for _ in range(workers)])
+
+
 @ray.remote
 def _train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
     import torch
@@ -291,9 +331,11 @@ def run_study(
     tracking_uri = settings.tracking_uri or _sqlite(study_dir / "mlflow.db")
     storage = settings.optuna_storage or _sqlite(study_dir / "optuna.db")
     study_name = f"{spec.name}-{study_dir.name}"
+    phase("tracking")
     client = MlflowClient(tracking_uri)
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
 
+    phase("ray")
     _init_ray(settings)
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
@@ -372,7 +414,7 @@ def run_study(
             run_config=tune.RunConfig(
                 name="search",
                 storage_path=storage_path,
-                callbacks=[tracking, *(callbacks or [])],
+                callbacks=[tracking, _TrialTimeline(phase), *(callbacks or [])],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=0,

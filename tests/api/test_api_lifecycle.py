@@ -38,7 +38,7 @@ def test_submit_run_succeed_then_restart_and_cancel(api) -> None:
         assert done["trials"]["completed"] + done["trials"]["stopped_early"] == 2
         assert done["best"]["value"] > 50 and done["best"]["config"]["warmup"] == 2
         driver_log = (api.root / "studies" / study_id / "driver.log").read_text()
-        assert "warm driver (imports done beforehand) ready" in driver_log
+        assert "warm driver (Ray connected, workers started) ready" in driver_log
         assert "phase: search" in driver_log or "] search" in driver_log
         trials = c.get(f"/v1/studies/{study_id}/trials").json()
         assert trials["total"] == 2 and trials["items"][0]["epochs"] == 2
