@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pcd_core.train import TrainConfig, train
-from service.demo import _port, _start, _stop
+from service.demo import _port, _start, _stop, start_mlflow_server
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -147,26 +147,7 @@ def main(
     )
     api = mlflow = None
     try:
-        mlflow = _start(
-            [
-                str(bin_dir / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "mlartifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            env,
-            root / "mlflow.log",
-            f"{mlflow_url}/health",
-            "MLflow",
-        )
+        mlflow = start_mlflow_server(root, mlflow_port, env)
         api = _start(
             [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
             env,

@@ -33,6 +33,20 @@ wait_http() { # URL SECONDS
     done
 }
 
+databases() { # create|drop: the study store's database, Optuna's and MLflow's
+    "$BIN/python" - "$PG" "$DB" "$1" <<'EOF'
+import sys
+from sqlalchemy import create_engine, text
+url, db, action = sys.argv[1:]
+engine = create_engine(f"{url}/postgres", isolation_level="AUTOCOMMIT")
+with engine.connect() as conn:
+    for name in (db, f"{db}_optuna", f"{db}_mlflow"):
+        sql = f'create database "{name}"' if action == "create" else (
+            f'drop database if exists "{name}" with (force)')
+        conn.execute(text(sql))
+EOF
+}
+
 PIDS=()
 DB="pcd_rehearsal_$(token | cut -c1-8)" # the study store; Optuna and MLflow get their own
 cleanup() {
@@ -50,28 +64,14 @@ cleanup() {
         sleep 0.2
     done
     for pid in "${PIDS[@]}" $(pgrep -f "$WORK" | grep -v "^$$\$"); do kill -KILL "$pid" 2>/dev/null; done
-    "$BIN/python" - "$PG" "$DB" <<'EOF'
-import sys
-from sqlalchemy import create_engine, text
-engine = create_engine(f"{sys.argv[1]}/postgres", isolation_level="AUTOCOMMIT")
-with engine.connect() as conn:
-    for name in (sys.argv[2], f"{sys.argv[2]}_optuna", f"{sys.argv[2]}_mlflow"):
-        conn.execute(text(f'drop database if exists "{name}" with (force)'))
-EOF
+    databases drop
     [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
     exit $status
 }
 trap cleanup EXIT INT TERM
 
 say "work folder $WORK; database $DB"
-"$BIN/python" - "$PG" "$DB" <<'EOF'
-import sys
-from sqlalchemy import create_engine, text
-engine = create_engine(f"{sys.argv[1]}/postgres", isolation_level="AUTOCOMMIT")
-with engine.connect() as conn:
-    for name in (sys.argv[2], f"{sys.argv[2]}_optuna", f"{sys.argv[2]}_mlflow"):
-        conn.execute(text(f'create database "{name}"'))
-EOF
+databases create
 DB_URL="$PG/$DB"
 
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN

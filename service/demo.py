@@ -58,6 +58,33 @@ def _stop(proc: subprocess.Popen | None) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def start_mlflow_server(root: Path, port: int, env: dict[str, str]):
+    """A local MLflow tracking server (UI and REST) on 127.0.0.1:PORT, SQLite store and
+    artifacts under ``root``; one worker, as in the tests (MLflow's default starts 15
+    processes)."""
+    bin_dir = Path(sys.executable).parent
+    return _start(
+        [
+            str(bin_dir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        root / "mlflow.log",
+        f"http://127.0.0.1:{port}/health",
+        "MLflow",
+    )
+
+
 def main() -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir()
@@ -78,26 +105,7 @@ def main() -> None:
     mlflow = api = None
     try:
         console.print("[bold]starting MLflow[/bold] (UI at " + mlflow_url + ") ...")
-        mlflow = _start(
-            [
-                str(bin_dir / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{ROOT / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(ROOT / "mlartifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            env,
-            ROOT / "mlflow.log",
-            f"{mlflow_url}/health",
-            "MLflow",
-        )
+        mlflow = start_mlflow_server(ROOT, mlflow_port, env)
         console.print("[bold]starting the API[/bold] at " + api_url + " ...")
         api = _start(
             [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
