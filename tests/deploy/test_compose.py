@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "docker-compose.yml"
 WORKER_HOST = ROOT / "deploy" / "worker-host.compose.yml"
 COMPOSE_FILES = [MAIN, WORKER_HOST]
+HEAD_HOST = ROOT / "deploy" / "head-host.compose.yml"  # an override of MAIN
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 SCHEMA = ROOT / "deploy" / "compose-spec.json"
@@ -383,7 +384,7 @@ def secret_literals(name: str, text: str) -> list[str]:
 
 
 def test_no_secret_literal_in_compose_files_or_manifests() -> None:
-    files = [*COMPOSE_FILES, *sorted(KUBERAY.glob("*.yaml"))]
+    files = [*COMPOSE_FILES, HEAD_HOST, *sorted(KUBERAY.glob("*.yaml"))]
     problems = [p for path in files for p in secret_literals(path.name, path.read_text())]
     assert not problems, "secret literals:\n" + "\n".join(problems)
 
@@ -404,7 +405,7 @@ def test_the_secret_check_catches_literals() -> None:
 
 def test_every_variable_is_in_env_example() -> None:
     defined = set(parse_env_file(ENV_EXAMPLE))
-    for path in COMPOSE_FILES:
+    for path in [*COMPOSE_FILES, HEAD_HOST]:
         used = set(VAR_REF.findall(path.read_text()))
         assert used, path
         missing = used - defined
@@ -552,3 +553,77 @@ def test_kuberay_manifests() -> None:
     assert literals["RAY_AUTH_MODE"] == "token"
     # KubeRay's default readiness/liveness probes run wget inside the Ray containers.
     assert re.search(r"apt-get install [^\n]*\bwget\b", DOCKERFILE.read_text())
+
+
+# ----------------------------------------------------------------------------- several hosts
+def _flag(command: list[str], name: str) -> str:
+    values = [c.split("=", 1)[1] for c in command if c.startswith(f"--{name}=")]
+    assert len(values) == 1, (name, command)
+    return values[0]
+
+
+def test_head_host_override_merges_into_a_valid_file(env_file: Path) -> None:
+    if shutil.which("docker-compose"):
+        proc = subprocess.run(
+            [
+                *("docker-compose", "--env-file", str(env_file)),
+                *("-f", str(MAIN), "-f", str(HEAD_HOST), "config"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        merged = yaml.safe_load(proc.stdout)["services"]
+        assert merged["ray-head"]["network_mode"] == "host"
+        return
+    if not have_jsonschema():
+        pytest.fail(NO_DOCKER_COMPOSE)
+    errors = schema_errors(load_compose(HEAD_HOST, parse_env_file(env_file)))
+    assert not errors, "\n".join(errors)
+
+
+def test_head_host_nodes_advertise_the_address_other_hosts_reach() -> None:
+    """Workers on other hosts join RAY_HEAD_ADDRESS and must reach every node of the head's
+    host at the address it advertises: both run on the host network and advertise it."""
+    override = yaml.safe_load(HEAD_HOST.read_text())["services"]
+    env = filled_env()
+    head, worker = override["ray-head"], override["ray-worker"]
+    for node in (head, worker):
+        assert node["network_mode"] == "host"
+        assert (
+            _flag(node["command"], "node-ip-address")
+            == "${RAY_HEAD_ADDRESS:?set RAY_HEAD_ADDRESS in .env}"
+        )
+        # drivers and trials on the host network still find MLflow, MinIO, Postgres by name
+        hosts = {h.split(":", 1)[0] for h in node["extra_hosts"]}
+        assert {"mlflow", "minio", "postgres"} <= hosts
+    assert _flag(worker["command"], "address").startswith("${RAY_HEAD_ADDRESS")
+    # two nodes on one host network: none of their pinned ports may coincide
+    names = [
+        "node-manager-port",
+        "object-manager-port",
+        "runtime-env-agent-port",
+        "dashboard-agent-grpc-port",
+        "dashboard-agent-listen-port",
+        "metrics-export-port",
+    ]
+    head_cfg = interpolate_tree(head["command"], env)
+    worker_cfg = interpolate_tree(worker["command"], env)
+    head_ports = {int(_flag(head_cfg, n)) for n in names} | {6379, 8265}
+    worker_ports = {int(_flag(worker_cfg, n)) for n in names}
+    head_range = range(
+        int(_flag(head_cfg, "min-worker-port")), int(_flag(head_cfg, "max-worker-port")) + 1
+    )
+    worker_range = range(
+        int(_flag(worker_cfg, "min-worker-port")), int(_flag(worker_cfg, "max-worker-port")) + 1
+    )
+    assert len(worker_ports) == len(names) and not head_ports & worker_ports
+    assert not set(head_range) & set(worker_range)
+    assert not (head_ports | worker_ports) & (set(head_range) | set(worker_range))
+    # Postgres, which drivers on the head need, is published on the loopback interface only
+    assert override["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
+    assert override["api"]["extra_hosts"] == ["ray-head:host-gateway"]
+    # the base file must not pin a hostname: it conflicts with the host network
+    assert "hostname" not in services(MAIN)["ray-head"]
