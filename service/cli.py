@@ -259,9 +259,9 @@ def _reproduce_run(repro: Any, missing: list[str], settings: Any, console: Conso
     from mlflow.tracking import MlflowClient
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from service.runner.study import _init_ray, ensure_experiment
+    from service.runner.study import ensure_experiment, init_ray
 
-    _init_ray(settings)
+    init_ray(settings)
     if ray.cluster_resources().get("GPU", 0) > 0 and repro.req.gpus == 0:
         console.print(
             "[yellow]note: the cluster has GPUs but runs ask for none (--gpus-per-run 0): "

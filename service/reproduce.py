@@ -195,7 +195,7 @@ class Reproduction:
         import ray
 
         from pcd_core.train import TrainConfig
-        from service.runner.study import _train_remote
+        from service.runner.study import train_remote
 
         refs = {}
         for arch in missing:
@@ -211,7 +211,7 @@ class Reproduction:
                 seed=0,
                 test_each_epoch=True,
             )
-            refs[arch] = _train_remote.options(
+            refs[arch] = train_remote.options(
                 num_cpus=self.req.cpus, num_gpus=self.req.gpus
             ).remote(config.model_dump(mode="json"), str(self.out / "teacher_runs" / arch))
         for arch, ref in refs.items():

@@ -103,7 +103,8 @@ def _objective(spec: StudySpec) -> tuple[str | list[str], str | list[str]]:
     )
 
 
-def _init_ray(settings: RunnerSettings) -> None:
+def init_ray(settings: RunnerSettings) -> None:
+    """Join the cluster at ``settings.ray_address``, or start a local Ray (once a process)."""
     # checkpoints every epoch are the point here; Tune's warning about them is noise
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # snapshot the experiment every second: a driver crash loses at most that much
@@ -157,12 +158,14 @@ def _warm_worker() -> int:
 def warm_up(settings: RunnerSettings, workers: int = 2) -> None:
     """Connect to Ray (or start the local one) and start ``workers`` worker processes with
     the trial code imported: a warm driver does this before its study arrives."""
-    _init_ray(settings)
+    init_ray(settings)
     ray.get([_warm_worker.remote() for _ in range(workers)])
 
 
 @ray.remote
-def _train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
+def train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """One fixed-configuration training run on a Ray worker (promotion, teachers,
+    reproductions); resumes from its folder."""
     import torch
 
     torch.set_num_threads(1)
@@ -259,7 +262,7 @@ def _teacher(
         seed=spec.seed,
     )
     out = ray.get(
-        _train_remote.options(**_remote_opts(spec)).remote(
+        train_remote.options(**_remote_opts(spec)).remote(
             config.model_dump(mode="json"), str(study_dir / "teacher")
         )
     )
@@ -336,7 +339,7 @@ def run_study(
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
 
     phase("ray")
-    _init_ray(settings)
+    init_ray(settings)
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)
@@ -561,7 +564,7 @@ def _promote(
         if spec.promotion.test_each_epoch:
             configs = [c.model_copy(update={"test_each_epoch": True}) for c in configs]
         jobs[label] = [
-            _train_remote.options(**_remote_opts(spec)).remote(
+            train_remote.options(**_remote_opts(spec)).remote(
                 config.model_dump(mode="json"),
                 str(study_dir / "promotion" / f"{label}-s{seed}"),
             )
