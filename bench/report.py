@@ -519,30 +519,89 @@ def _other_benches() -> list[str]:
         if (ROOT / "bench" / "results" / "search_bench.png").is_file():
             lines += ["", "![search strategies](results/search_bench.png)"]
         lines.append("")
+    api = ROOT / "bench" / "results" / "api_bench.json"
+    if api.is_file():
+        d = json.loads(api.read_text())
+        lines += [
+            "### REST API (`bench/api_bench.py`, committed `bench/results/api_bench.json`)",
+            "",
+            f"{d['clients']} concurrent clients for {d['seconds']:.0f} s each on loopback, one "
+            "uvicorn worker, client and server on the same 2 cores:",
+            "",
+            "| request | req/s | p50 ms | p99 ms | server CPU ms/request |",
+            "|---|---|---|---|---|",
+        ]
+        for label, key in (
+            ("GET /v1/studies/{id}", "get_study"),
+            ("POST validate_only", "post_validate_only"),
+        ):
+            r = d[key]
+            lines.append(
+                f"| {label} | {r['req_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['server_cpu_ms_per_request']:.2f} |"
+            )
+        lines += [
+            "",
+            f"Submission to the first trial running: {d['submission_to_first_trial_s']:.1f} s "
+            "(warm local Ray, stored teacher, the API's warm driver).",
+            "",
+        ]
+    gpu = ROOT / "bench" / "results" / "gpu_check_h100.json"
+    if gpu.is_file():
+        head = json.loads(gpu.read_text())["headline"]
+        lines += [
+            "### One H100 (`bench/gpu_check.py`, committed `bench/results/gpu_check_h100.json`)",
+            "",
+            "Training throughput, resnet32x4 -> resnet8x4, bf16 autocast, channels_last "
+            "(images/s):",
+            "",
+        ]
+        batches = [
+            k for k, v in head.items() if k.startswith("throughput batch") and isinstance(v, dict)
+        ]
+        methods = list(head[batches[0]]["img_s"]) if batches else []
+        lines += ["| batch | " + " | ".join(methods) + " | pcd S=3 / kd |"]
+        lines += ["|---|" + "---|" * (len(methods) + 1)]
+        for key in batches:
+            row = head[key]
+            lines.append(
+                f"| {key.split()[-1]} | "
+                + " | ".join(f"{row['img_s'][m]:,.0f}" for m in methods)
+                + f" | {row['pcd3_over_kd']:.2f} |"
+            )
+        lines += ["", "Loss alone, forward+backward, ratio to `kd_loss`:", ""]
+        for key in (
+            k for k, v in head.items() if k.startswith("loss_bench") and isinstance(v, dict)
+        ):
+            ratios = head[key]["ratio_to_kd"]
+            lines.append(
+                f"- {key.removeprefix('loss_bench ')}: "
+                + ", ".join(f"{m} {v:.1f}x" for m, v in ratios.items() if m != "kd_loss")
+            )
+        lines.append("")
     lines += [
-        "### Loss, training step and API benchmarks (last measured; quoted from README.md)",
+        "### Loss and training step on the CPU (last measured; quoted from README.md)",
         "",
-        "`bench/loss_bench.py`, `bench/train_bench.py` and `bench/api_bench.py` print tables "
-        "and write no result file; `make report` does not rerun them. Their last measured "
-        "figures (2-core CPU, 2026-11-26), as recorded in the README:",
+        "`bench/loss_bench.py` and `bench/train_bench.py` print tables and write no result "
+        "file; `make report` does not rerun them. Their last measured figures, as recorded in "
+        "the README:",
         "",
     ]
     readme = (ROOT / "README.md").read_text().splitlines()
-    try:
-        start = readme.index("## Measured (2-core CPU, no GPU; 2026-11-26)")
-    except ValueError:
-        return [*lines, "(README section not found)", ""]
+    starts = [i for i, line in enumerate(readme) if line.startswith("## Measured")]
+    if not starts:
+        raise SystemExit("error: README.md has no '## Measured' section to quote")
     block: list[str] = []
-    for line in readme[start + 1 :]:
-        if line.startswith("## "):
+    for line in readme[starts[0] + 1 :]:
+        if line.startswith("## ") or line.startswith("On one NVIDIA"):
             break
-        if line.startswith("- Loss") or line.startswith("- Training") or line.startswith("- API"):
+        if line.startswith("- Loss") or line.startswith("- Training"):
             block.append(line)
         elif block and line.startswith("  ") and block[-1] != "":
             block.append(line)
         elif block and block[-1] != "":
             block.append("")
-    return [*lines, *[b for b in block], ""]
+    return [*lines, *block, ""]
 
 
 def write_report(
