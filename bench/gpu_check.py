@@ -86,7 +86,7 @@ except ImportError:  # pragma: no cover - device fallback
 
 from torch import nn  # noqa: E402
 
-from pcd_core.data import DeviceLoader, ImageData  # noqa: E402
+from pcd_core.data import DeviceLoader, random_image_data  # noqa: E402
 from pcd_core.losses import (  # noqa: E402
     JointSchedule,
     PhasedSchedule,
@@ -165,19 +165,6 @@ def rng_logits(batch: int, classes: int, seed: int, scale: float = 3.0) -> tuple
     t = torch.randn(batch, classes, generator=gen, dtype=torch.float64) * scale
     y = torch.randint(0, classes, (batch,), generator=gen)
     return s, t, y
-
-
-def random_cifar(n: int, classes: int = 100, seed: int = 0, side: int = 32) -> ImageData:
-    gen = torch.Generator().manual_seed(seed)
-    return ImageData(
-        images=torch.randint(0, 256, (n, 3, side, side), generator=gen, dtype=torch.uint8),
-        labels=torch.randint(0, classes, (n,), generator=gen),
-        num_classes=classes,
-        class_names=[str(i) for i in range(classes)],
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        name="random",
-    )
 
 
 # ------------------------------------------------------------- a. correctness on the device
@@ -525,7 +512,7 @@ class _Rig:
             self.student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4
         )
         self.loader = DeviceLoader(
-            random_cifar(n),
+            random_image_data(n),
             None,
             batch,
             shuffle=True,

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcd_core.data import DeviceLoader, ImageData
+from pcd_core.data import DeviceLoader, random_image_data
 from pcd_core.methods import build_method
 from pcd_core.models import build_model
 from pcd_core.train import Distiller, LogitBank
@@ -40,19 +40,6 @@ METHODS = {
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _random_cifar(n: int, classes: int = 100, seed: int = 0) -> ImageData:
-    gen = torch.Generator().manual_seed(seed)
-    return ImageData(
-        images=torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8),
-        labels=torch.randint(0, classes, (n,), generator=gen),
-        num_classes=classes,
-        class_names=[str(i) for i in range(classes)],
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        name="random",
-    )
 
 
 def _step_times(device, batch, rounds, steps, amp) -> dict[str, list[float]]:
@@ -93,7 +80,7 @@ def _step_times(device, batch, rounds, steps, amp) -> dict[str, list[float]]:
 
 def _bank_epoch(device, batch, n_images, amp) -> tuple[float, float]:
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    data = _random_cifar(n_images)
+    data = random_image_data(n_images)
     loader = DeviceLoader(
         data,
         None,

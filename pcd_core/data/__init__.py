@@ -20,6 +20,7 @@ from pcd_core.data.datasets import (
     load_digits_data,
     load_idx_dataset,
     load_image_folder,
+    random_image_data,
     read_idx,
 )
 from pcd_core.data.download import ARCHIVES, download_dataset
@@ -59,6 +60,7 @@ __all__ = [
     "load_image_folder",
     "make_dataloader",
     "make_epoch_plan",
+    "random_image_data",
     "read_idx",
     "train_val_split",
 ]

@@ -780,3 +780,20 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, **kw: ob
     if root is None:
         raise DatasetError("image_folder needs root: a folder with <split>/<class_name>/ images")
     return load_image_folder(root, split, **kw)  # type: ignore[arg-type]
+
+
+def random_image_data(
+    n: int, classes: int = 100, *, side: int = 32, channels: int = 3, seed: int = 0
+) -> ImageData:
+    """Random uint8 images with random labels, CIFAR-shaped by default: for benchmarks and
+    smoke tests that measure speed, not accuracy."""
+    gen = torch.Generator().manual_seed(seed)
+    return ImageData(
+        images=torch.randint(0, 256, (n, channels, side, side), generator=gen, dtype=torch.uint8),
+        labels=torch.randint(0, classes, (n,), generator=gen),
+        num_classes=classes,
+        class_names=[str(i) for i in range(classes)],
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        name="random",
+    )
