@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pcd_core.train import TrainConfig, train
-from service.demo import _port, _start, _stop, start_mlflow_server
+from service.demo import _port, _stop, start_api_server, start_mlflow_server
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -148,13 +148,7 @@ def main(
     api = mlflow = None
     try:
         mlflow = start_mlflow_server(root, mlflow_port, env)
-        api = _start(
-            [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
-            env,
-            root / "api.log",
-            f"{url}/healthz",
-            "the API",
-        )
+        api = start_api_server(root, api_port, env)
         time.sleep(15)  # the API's warm driver readies itself, as in a running service
         with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
             submitted = time.perf_counter()

@@ -85,6 +85,18 @@ def start_mlflow_server(root: Path, port: int, env: dict[str, str]):
     )
 
 
+def start_api_server(root: Path, port: int, env: dict[str, str]):
+    """``pcd serve`` on 127.0.0.1:PORT, logging to ``root/api.log``; returns once healthy."""
+    bin_dir = Path(sys.executable).parent
+    return _start(
+        [str(bin_dir / "pcd"), "serve", "--port", str(port), "--log-level", "warning"],
+        env,
+        root / "api.log",
+        f"http://127.0.0.1:{port}/healthz",
+        "the API",
+    )
+
+
 def main() -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir()
@@ -107,13 +119,7 @@ def main() -> None:
         console.print("[bold]starting MLflow[/bold] (UI at " + mlflow_url + ") ...")
         mlflow = start_mlflow_server(ROOT, mlflow_port, env)
         console.print("[bold]starting the API[/bold] at " + api_url + " ...")
-        api = _start(
-            [str(bin_dir / "pcd"), "serve", "--port", str(api_port), "--log-level", "warning"],
-            env,
-            ROOT / "api.log",
-            f"{api_url}/healthz",
-            "the API",
-        )
+        api = start_api_server(ROOT, api_port, env)
         with PcdClient(api_url, token=token) as client:
             study = client.submit({"search_space": "pcd-digits"})
             console.print(f"submitted study {study['id']} over REST; following it ...")

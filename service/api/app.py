@@ -294,6 +294,11 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         for key in [k for k in views if k[0] == study_id]:
             views.pop(key, None)
 
+    def existing_for_write(request: Request, study_id: str) -> None:
+        """404 for an unknown study; else drop its cached views before the write."""
+        get_record(store(request), study_id)
+        forget(study_id)
+
     def get_record(st: Store, study_id: str) -> StudyRecord:
         record = st.get(study_id)
         if record is None:
@@ -437,8 +442,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         "/v1/studies/{study_id}/cancel", tags=["studies"], status_code=202, dependencies=[write]
     )
     def cancel(request: Request, study_id: str) -> StudyOut:
-        get_record(store(request), study_id)
-        forget(study_id)
+        existing_for_write(request, study_id)
         try:
             supervisor(request).cancel(study_id)
         except InvalidTransition as err:
@@ -449,8 +453,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         "/v1/studies/{study_id}/resume", tags=["studies"], status_code=202, dependencies=[write]
     )
     def resume(request: Request, study_id: str) -> StudyOut:
-        get_record(store(request), study_id)
-        forget(study_id)
+        existing_for_write(request, study_id)
         try:
             record = store(request).transition(study_id, StudyStatus.queued)
             supervisor(request).nudge()
@@ -460,8 +463,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     @app.delete("/v1/studies/{study_id}", tags=["studies"], status_code=204, dependencies=[write])
     def delete(request: Request, study_id: str) -> Response:
-        get_record(store(request), study_id)
-        forget(study_id)
+        existing_for_write(request, study_id)
         try:
             store(request).delete(study_id)
         except InvalidTransition as err:
@@ -490,22 +492,20 @@ def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
     return None
 
 
-def _client(settings: Settings, record: StudyRecord) -> Any:
+def _client(settings: Settings, record: StudyRecord, state: dict[str, Any]) -> Any:
     """An MLflow client for the study's tracking store, once the driver has made its parent
-    run. Not before: opening a SQLite store that the driver is still creating would run
-    MLflow's migrations from here too, and the two clash."""
+    run (``state`` is the study's study.json). Not before: opening a SQLite store that the
+    driver is still creating would run MLflow's migrations from here too, and the two clash."""
     uri = _tracking_uri(settings, record)
-    if not uri or "parent_run_id" not in _study_state(record):
+    if not uri or "parent_run_id" not in state:
         return None
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri)
 
 
-def _child_runs(settings: Settings, record: StudyRecord) -> list[Any]:
-    state = _study_state(record)
-    client = _client(settings, record)
-    if client is None or "parent_run_id" not in state:
+def _child_runs(client: Any, state: dict[str, Any]) -> list[Any]:
+    if client is None:
         return []
     return client.search_runs(
         [state["experiment_id"]],
@@ -518,7 +518,7 @@ def _progress(settings: Settings, record: StudyRecord):
     counters, best, promotion, mlflow_url = TrialCounters(), None, {}, None
     state = _study_state(record)
     try:
-        runs = _child_runs(settings, record)
+        runs = _child_runs(_client(settings, record, state), state)
     except Exception:  # the driver may be creating its tracking store right now
         log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
         runs = []
@@ -557,9 +557,10 @@ def _progress(settings: Settings, record: StudyRecord):
 
 def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
+    state = _study_state(record)
     try:
-        client = _client(settings, record)
-        runs = _child_runs(settings, record)
+        client = _client(settings, record, state)
+        runs = _child_runs(client, state)
     except Exception:  # the driver may be creating its tracking store right now
         log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
         return []
