@@ -221,8 +221,9 @@ def main(
             if any(str(ray_dir) in part for part in (p.info["cmdline"] or [])) or any(
                 str(root) in part for part in (p.info["cmdline"] or [])
             ):
-                try:
-                    p.send_signal(signal.SIGKILL)
+                try:  # Ray's agents rename themselves (ray::...): take the children too
+                    for proc in [*p.children(recursive=True), p]:
+                        proc.send_signal(signal.SIGKILL)
                 except psutil.NoSuchProcess:
                     pass
         shutil.rmtree(root, ignore_errors=True)

@@ -47,6 +47,14 @@ with engine.connect() as conn:
 EOF
 }
 
+descendants() { # PID: every process below it
+    local child
+    for child in $(pgrep -P "$1"); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
 PIDS=()
 DB="pcd_rehearsal_$(token | cut -c1-8)" # the study store; Optuna and MLflow get their own
 cleanup() {
@@ -54,8 +62,10 @@ cleanup() {
     set +e
     say "stopping what was started"
     # everything Ray started lives under $WORK (its temp folders): find those by PID too
-    local ours
+    local ours pid
     ours=$(pgrep -f "$WORK" | grep -v "^$$\$")
+    # Ray's agents rename themselves (ray::DashboardAgent): take them as descendants
+    for pid in $ours "${PIDS[@]}"; do ours="$ours $(descendants "$pid")"; done
     for pid in "${PIDS[@]}" $ours; do kill -TERM "$pid" 2>/dev/null; done
     for _ in $(seq 1 50); do
         local left=0
@@ -63,7 +73,7 @@ cleanup() {
         ((left)) || break
         sleep 0.2
     done
-    for pid in "${PIDS[@]}" $(pgrep -f "$WORK" | grep -v "^$$\$"); do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}" $ours $(pgrep -f "$WORK" | grep -v "^$$\$"); do kill -KILL "$pid" 2>/dev/null; done
     databases drop
     [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
     exit $status

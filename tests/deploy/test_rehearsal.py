@@ -14,6 +14,17 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ray_agents() -> set[int]:
+    pids = set()
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(part.startswith("ray::") for part in (p.info["cmdline"] or [])):
+                pids.add(p.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
 def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
     work = Path(f"/tmp/pcd-rh-{os.getpid()}")  # short: Ray's socket paths are limited
     env = {
@@ -21,6 +32,7 @@ def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
         "VENV": str(Path(sys.executable).parent.parent),
         "REHEARSAL_DIR": str(work),
     }
+    agents_before = _ray_agents()
     done = subprocess.run(
         ["bash", str(ROOT / "deploy" / "rehearse.sh"), "pcd-digits"],
         env=env,
@@ -41,4 +53,5 @@ def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
         except psutil.NoSuchProcess:
             continue
     assert not left, left
+    assert _ray_agents() <= agents_before  # Ray's renamed agents too
     assert not work.exists()

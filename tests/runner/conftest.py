@@ -84,6 +84,12 @@ def ray_cluster(tmp_path_factory):
         yield {"address": address, "env": env}
     finally:
         procs = _ours(str(base))
+        # Ray's agents rename themselves (ray::DashboardAgent): found as children, not by name
+        for p in list(procs):
+            try:
+                procs += [c for c in p.children(recursive=True) if c not in procs]
+            except psutil.NoSuchProcess:
+                continue
         for p in procs:
             p.terminate()
         _, alive = psutil.wait_procs(procs, timeout=10)
