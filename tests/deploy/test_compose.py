@@ -191,13 +191,6 @@ def dicts(node: Any):
             yield from dicts(v)
 
 
-def kuberay_docs() -> dict[str, list[dict[str, Any]]]:
-    return {
-        p.name: [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
-        for p in sorted(KUBERAY.glob("*.yaml"))
-    }
-
-
 def readme_deploy() -> str:
     text = README.read_text()
     match = re.search(r"^## Deploy\n(.*?)(?=^## |\Z)", text, re.S | re.M)
@@ -509,50 +502,6 @@ def test_dockerfile_pins_python_ray_and_torch() -> None:
     assert '"ray[default,tune]==2.60.0"' in pyproject and '"torch==2.13.0"' in pyproject
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignore and ".git" in ignore and ".venv" in ignore
-
-
-# ----------------------------------------------------------------------------- KubeRay
-def test_kuberay_manifests() -> None:
-    docs = kuberay_docs()
-    kustomization = docs.pop("kustomization.yaml")[0]
-    assert set(kustomization["resources"]) == set(docs), "kustomization lists other files"
-    by_kind = {d["kind"]: d for ds in docs.values() for d in ds}
-    cluster = by_kind["RayCluster"]
-    assert cluster["apiVersion"] == "ray.io/v1"
-    spec = cluster["spec"]
-    assert spec["enableInTreeAutoscaling"] is True
-    assert spec["rayVersion"] == "2.60.0"
-    head = spec["headGroupSpec"]
-    assert head["rayStartParams"]["num-gpus"] == "0"
-    (group,) = spec["workerGroupSpecs"]
-    assert 0 <= group["minReplicas"] <= group["maxReplicas"] and group["maxReplicas"] >= 1
-    (worker,) = group["template"]["spec"]["containers"]
-    assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-    (head_c,) = head["template"]["spec"]["containers"]
-    assert head_c["image"] == worker["image"]
-    env = filled_env()
-    assert head_c["image"].endswith(f"pcd:{env['PCD_VERSION']}")
-
-    def secret_refs(container: dict[str, Any]) -> set[str]:
-        return {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
-
-    api = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    for c in (head_c, worker, api):
-        assert "pcd-secrets" in secret_refs(c)
-        assert {"mountPath": "/srv/pcd", "name": "shared"} in c["volumeMounts"]
-    autoscaler_env = {e["name"]: e for e in spec["autoscalerOptions"]["env"]}
-    assert autoscaler_env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "pcd-secrets"
-    assert by_kind["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert by_kind["Service"]["spec"]["ports"][0]["port"] == 8000
-    secret_gen = kustomization["secretGenerator"][0]
-    assert secret_gen["name"] == "pcd-secrets"
-    example = parse_env_file(KUBERAY / "secrets.env.example")
-    assert "RAY_AUTH_TOKEN" in example and all(v == "" for v in example.values())
-    literals = dict(x.split("=", 1) for x in kustomization["configMapGenerator"][0]["literals"])
-    assert literals["PCD_RAY_ADDRESS"] == "http://pcd-head-svc:8265"
-    assert literals["RAY_AUTH_MODE"] == "token"
-    # KubeRay's default readiness/liveness probes run wget inside the Ray containers.
-    assert re.search(r"apt-get install [^\n]*\bwget\b", DOCKERFILE.read_text())
 
 
 # ----------------------------------------------------------------------------- several hosts
