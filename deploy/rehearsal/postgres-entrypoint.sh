@@ -6,7 +6,9 @@ set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pwfile=$(mktemp)
     printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+    # UTF8 as in the official image (an SQL_ASCII database hands psycopg bytes, not text)
     initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-host=scram-sha-256 \
+        --encoding=UTF8 --locale=C.UTF-8 \
         --auth-local=trust -D "$PGDATA" >/dev/null
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
