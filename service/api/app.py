@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,10 +30,12 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search_spaces import SpecError, builtin_names, load_spec, parse_spec
 from search_spaces.schema import StudySpec
+from service.api.body import parse_json
+from service.api.errors import TITLES, ApiError, problem
+from service.api.limits import LimitsAndMetrics
 from service.api.schemas import (
     BestTrial,
     Links,
@@ -51,64 +53,22 @@ from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
 from service.store.db import IdempotencyConflict
 
-PROBLEM = "application/problem+json"
 JSON = "application/json"
 VIEW_TTL_S = 1.0
+# POST /v1/studies reads its body itself (after authentication), so it is documented here
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
+        "content": {
+            JSON: {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {"search_space": "pcd-digits", "overrides": {"budget.trials": 4}},
+            }
+        },
+    }
+}
 log = logging.getLogger(__name__)
-
-
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None):
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
-
-
-class ApiError(HTTPException):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(status_code=status, detail=detail, headers=headers)
-
-
-class LimitsAndMetrics:
-    """Body-size limit and per-route Prometheus metrics, as plain ASGI middleware (Starlette's
-    BaseHTTPMiddleware costs a task and a stream per request, a third of a cheap request)."""
-
-    def __init__(
-        self, app: ASGIApp, *, max_body: int, latency: Histogram, requests_total: Counter
-    ) -> None:
-        self.app, self.max_body = app, max_body
-        self.latency, self.requests_total = latency, requests_total
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                response = problem(
-                    413,
-                    "Payload Too Large",
-                    f"request bodies are limited to {self.max_body} bytes",
-                )
-                await response(scope, receive, send)
-                return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.latency.labels(path).observe(time.perf_counter() - started)
-            self.requests_total.labels(scope["method"], path, str(status)).inc()
 
 
 def _escapes(root: Path, name: str) -> bool:
@@ -163,20 +123,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        titles = {
-            400: "Bad Request",
-            401: "Unauthorized",
-            403: "Forbidden",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            409: "Conflict",
-            413: "Payload Too Large",
-            422: "Unprocessable Content",
-            503: "Service Unavailable",
-        }
         return problem(
             exc.status_code,
-            titles.get(exc.status_code, "Error"),
+            TITLES.get(exc.status_code, "Error"),
             str(exc.detail),
             getattr(exc, "headers", None),
         )
@@ -218,7 +167,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     read, write = Depends(require("ro")), Depends(require("rw"))
 
     # ------------------------------------------------------------- helpers
-    def to_spec(body: dict[str, Any]) -> StudySpec:
+    def to_spec(body: Any) -> StudySpec:
+        if not isinstance(body, dict):
+            raise ApiError(422, "body: a study spec or a named space must be a JSON object")
         try:
             if "search_space" in body:
                 named = NamedSpaceRequest.model_validate(body)
@@ -358,21 +309,16 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         status_code=201,
         dependencies=[write],
         response_model=StudyOut | ValidationOut,
+        openapi_extra=SPEC_BODY,
     )
     async def submit(
         request: Request,
         response: Response,
-        body: Annotated[
-            dict[str, Any],
-            Body(
-                description="a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
-                examples=[{"search_space": "pcd-digits", "overrides": {"budget.trials": 4}}],
-            ),
-        ],
         validate_only: bool = Query(False, description="check the spec, create nothing"),
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ):
-        spec = to_spec(body)  # a fraction of a millisecond: on the event loop
+        raw = await request.body()  # only now, after the token was checked
+        spec = await run_in_threadpool(lambda: to_spec(parse_json(raw)))
         spec_json = spec.model_dump(mode="json")
         if validate_only:
             return Response(ValidationOut(spec=spec_json).model_dump_json(), media_type=JSON)
