@@ -19,14 +19,20 @@ from pcd_core.models import MODELS
 
 # Training options a space may search besides the method's own options.
 TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
+# Most configurations a grid may have (Optuna's grid sampler lists them all).
+MAX_GRID = 100_000
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class _Param(_Strict):
-    when: dict[str, Any] | None = Field(
+    when: dict[str, str | int | float | bool | None] | None = Field(
         None, description="only sampled when these other parameters have these values"
     )
 
@@ -48,12 +54,26 @@ class FloatParam(_Param):
             raise ValueError("step and log cannot be combined")
         return self
 
+    def count(self) -> int:
+        """Number of grid values (2, the ends, without a step), computed, not enumerated."""
+        if self.step is None:
+            return 2
+        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+
     def values(self) -> list[Any]:
-        """The grid of a stepped range, else its two ends (for checks)."""
+        """The grid of a stepped range, else its two ends (only for a bounded grid)."""
         if self.step is None:
             return [self.low, self.high]
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        return [round(self.low + i * self.step, 12) for i in range(self.count())]
+
+    def extremes(self) -> list[Any]:
+        """The smallest and largest value (what an option's bounds are checked against)."""
+        if self.step is None:
+            return [self.low, self.high]
+        return [self.low, round(self.low + (self.count() - 1) * self.step, 12)]
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= value <= self.high
 
 
 class IntParam(_Param):
@@ -71,24 +91,55 @@ class IntParam(_Param):
             raise ValueError("a log-uniform int range needs low >= 1")
         return self
 
+    def count(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
     def values(self) -> list[Any]:
+        """Every value (only for a bounded grid: see count)."""
         return list(range(self.low, self.high + 1, self.step))
+
+    def extremes(self) -> list[Any]:
+        return [self.low, self.low + (self.count() - 1) * self.step]
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+            and (value - self.low) % self.step == 0
+        )
 
 
 class CategoricalParam(_Param):
     type: Literal["categorical"]
     choices: list[str | int | float | bool] = Field(min_length=1)
 
+    def count(self) -> int:
+        return len(self.choices)
+
     def values(self) -> list[Any]:
         return list(self.choices)
+
+    extremes = values
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
 
 
 class FixedParam(_Param):
     type: Literal["fixed"]
     value: str | int | float | bool | None
 
+    def count(self) -> int:
+        return 1
+
     def values(self) -> list[Any]:
         return [self.value]
+
+    extremes = values
+
+    def contains(self, value: Any) -> bool:
+        return value == self.value
 
 
 Param = Annotated[
@@ -235,9 +286,7 @@ class StudySpec(_Strict):
                     raise ValueError(
                         f"space.{name}.when: {other!r} must be a parameter listed before {name!r}"
                     )
-                if value not in self.space[other].values() and not isinstance(
-                    self.space[other], (FloatParam, IntParam)
-                ):
+                if not self.space[other].contains(value):
                     raise ValueError(
                         f"space.{name}.when: {other}={value!r} is not one of its values"
                     )
@@ -252,6 +301,10 @@ class StudySpec(_Strict):
                     )
                 if param.when:
                     raise ValueError(f"space.{name}: grid sampling does not take 'when' conditions")
+            if self.grid_size() > MAX_GRID:
+                raise ValueError(
+                    f"space: a grid of {self.grid_size()} configurations; at most {MAX_GRID}"
+                )
         if self.second_objective is not None and self.sampler.type not in (
             "nsga2",
             "tpe",
@@ -275,8 +328,8 @@ class StudySpec(_Strict):
 
     def _check_values(self, name: str, param: Any) -> None:
         """Every extreme or choice must be a legal value of the method option."""
-        fixed = {k: p.values()[0] for k, p in self.space.items() if isinstance(p, FixedParam)}
-        for value in param.values():
+        fixed = {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}
+        for value in param.extremes():  # bounds are intervals: the ends decide, never enumerate
             options = {**fixed, name: value}
             # split_ratio needs split=geometric; the conditional rule is checked separately
             if name == "split_ratio":
@@ -299,4 +352,4 @@ class StudySpec(_Strict):
 
     def grid_size(self) -> int:
         """Number of configurations of a grid over the space."""
-        return math.prod(len(p.values()) for p in self.space.values()) if self.space else 1
+        return math.prod(p.count() for p in self.space.values())

@@ -31,15 +31,12 @@ from prometheus_client import (
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from search_spaces import SpecError, builtin_names, load_spec, parse_spec
-from search_spaces.schema import StudySpec
-from service.api.body import parse_json
+from search_spaces import builtin_names, load_spec
 from service.api.errors import TITLES, ApiError, problem
 from service.api.limits import LimitsAndMetrics
 from service.api.schemas import (
     BestTrial,
     Links,
-    NamedSpaceRequest,
     SearchSpaceOut,
     StudyOut,
     StudyPage,
@@ -48,6 +45,7 @@ from service.api.schemas import (
     TrialPage,
     ValidationOut,
 )
+from service.api.validation import SpecValidator
 from service.runner.supervisor import Supervisor
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
@@ -69,13 +67,6 @@ SPEC_BODY = {
     }
 }
 log = logging.getLogger(__name__)
-
-
-def _escapes(root: Path, name: str) -> bool:
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        return True
-    base = root.resolve()
-    return not (base / name).resolve().is_relative_to(base)
 
 
 def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
@@ -165,40 +156,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         return check
 
     read, write = Depends(require("ro")), Depends(require("rw"))
+    validate_spec = SpecValidator(settings)
 
     # ------------------------------------------------------------- helpers
-    def to_spec(body: Any) -> StudySpec:
-        if not isinstance(body, dict):
-            raise ApiError(422, "body: a study spec or a named space must be a JSON object")
-        try:
-            if "search_space" in body:
-                named = NamedSpaceRequest.model_validate(body)
-                spec = load_spec_by_name(named.search_space, named.overrides)
-            else:
-                spec = parse_spec(body, source="body")
-        except SpecError as err:
-            raise ApiError(422, str(err)) from None
-        except ValueError as err:
-            raise ApiError(422, str(err).splitlines()[0]) from None
-        if spec.budget.trials > settings.max_trials:
-            raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
-        if spec.budget.max_epochs > settings.max_epochs:
-            raise ApiError(422, f"budget.max_epochs: at most {settings.max_epochs} here")
-        if spec.data.root is not None and _escapes(settings.data_root, spec.data.root):
-            raise ApiError(422, "data.root: must name a folder under the data root")
-        if spec.teacher.checkpoint is not None and _escapes(
-            settings.teacher_root, spec.teacher.checkpoint
-        ):
-            raise ApiError(422, "teacher.checkpoint: must name a file under the teacher root")
-        return spec
-
-    def load_spec_by_name(name: str, overrides: dict[str, Any]) -> StudySpec:
-        if name not in builtin_names():
-            raise SpecError(
-                f"search_space: no space named {name!r}; one of {', '.join(builtin_names())}"
-            )
-        return load_spec(name, overrides)
-
     progress_cache: dict[str, tuple[float, str, Any]] = {}
 
     def progress(record: StudyRecord) -> Any:
@@ -318,7 +278,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ):
         raw = await request.body()  # only now, after the token was checked
-        spec = await run_in_threadpool(lambda: to_spec(parse_json(raw)))
+        spec = await validate_spec(raw)
         spec_json = spec.model_dump(mode="json")
         if validate_only:
             return Response(ValidationOut(spec=spec_json).model_dump_json(), media_type=JSON)
