@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from pcd_core.data import DATASET_NAMES
 from pcd_core.methods import METHODS, MethodOptionError, parse_options
@@ -24,7 +32,7 @@ MAX_GRID = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _is_number(value: Any) -> bool:
@@ -160,6 +168,27 @@ class DataSpec(_Strict):
         return self
 
 
+class TrainingSpec(_Strict):
+    """Fixed training settings, within the bounds pcd_core's TrainConfig accepts (and sane
+    upper ones). Unset: the trainer's default; epochs: budget.max_epochs; seed: the study's
+    seed (the model-init seed of every trial)."""
+
+    lr: float | None = Field(None, gt=0.0, le=10.0)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0)
+    batch_size: int | None = Field(None, ge=1, le=65536)
+    momentum: float | None = Field(None, ge=0.0, lt=1.0)
+    epochs: int | None = Field(None, ge=1)
+    seed: int | None = Field(None, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}  # as it was given
+
+    def fixed(self) -> dict[str, Any]:
+        """The fixed values of the options a space may also search (TRAINING_PARAMS)."""
+        return {k: v for k in TRAINING_PARAMS if (v := getattr(self, k)) is not None}
+
+
 class TeacherSpec(_Strict):
     """Either ``checkpoint`` (a stored teacher, by name, with its hash) or ``arch`` + ``epochs``
     to train one once for the study."""
@@ -168,7 +197,7 @@ class TeacherSpec(_Strict):
     hash: str | None = None
     arch: str | None = None
     epochs: int = Field(20, ge=1)
-    lr: float | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0, le=10.0)
 
     @model_validator(mode="after")
     def _one(self) -> TeacherSpec:
@@ -235,6 +264,16 @@ class Promotion(_Strict):
     )
 
 
+def _check_training_values(name: str, param: Any) -> None:
+    """A searched training option's extremes must be legal fixed values of it."""
+    for value in param.extremes():
+        try:
+            TrainingSpec.model_validate({name: value})
+        except ValidationError as err:
+            reason = err.errors()[0]["msg"]
+            raise ValueError(f"space.{name}: value {value!r} is not allowed: {reason}") from None
+
+
 class StudySpec(_Strict):
     """One study: what to search, how, and with what budget."""
 
@@ -244,8 +283,8 @@ class StudySpec(_Strict):
     teacher: TeacherSpec
     student: str
     method: str = "pcd"
-    training: dict[str, Any] = Field(
-        default_factory=dict,
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
         description="fixed training settings (lr, weight_decay, batch_size, momentum, epochs, "
         "seed: the model-init seed of every trial, default the study seed)",
     )
@@ -261,6 +300,18 @@ class StudySpec(_Strict):
     seed: int = Field(0, ge=0)
     promotion: Promotion = Field(default_factory=Promotion)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _training_keys(cls, raw: Any) -> Any:
+        training = raw.get("training") if isinstance(raw, dict) else None
+        for key in training if isinstance(training, dict) else ():
+            if key not in TrainingSpec.model_fields:
+                raise ValueError(
+                    f"training.{key}: not a training option; allowed: "
+                    f"{', '.join(TrainingSpec.model_fields)}"
+                )
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
         if self.student not in MODELS:
@@ -268,11 +319,6 @@ class StudySpec(_Strict):
         if self.method not in METHODS:
             raise ValueError(f"method: unknown method {self.method!r}; one of {', '.join(METHODS)}")
         option_names = set(METHODS[self.method].options.model_fields)
-        for key in self.training:
-            if key not in (*TRAINING_PARAMS, "epochs", "seed"):
-                raise ValueError(
-                    f"training.{key}: not a training option; allowed: {', '.join(TRAINING_PARAMS)}"
-                )
         for name in self.space:
             if name not in option_names and name not in TRAINING_PARAMS:
                 raise ValueError(
@@ -292,6 +338,8 @@ class StudySpec(_Strict):
                     )
             if name in option_names:
                 self._check_values(name, param)
+            elif name in TRAINING_PARAMS:
+                _check_training_values(name, param)
         if self.sampler.type == "grid":
             for name, param in self.space.items():
                 if isinstance(param, FloatParam) and param.step is None:

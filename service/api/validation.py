@@ -78,8 +78,14 @@ def check_limits(spec: StudySpec, settings: Settings) -> None:
     """This service's own limits (ApiError 422 naming the field)."""
     if spec.budget.trials > settings.max_trials:
         raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
-    if spec.budget.max_epochs > settings.max_epochs:
-        raise ApiError(422, f"budget.max_epochs: at most {settings.max_epochs} here")
+    epochs = {
+        "budget.max_epochs": spec.budget.max_epochs,
+        "training.epochs": spec.training.epochs or 0,
+        "teacher.epochs": spec.teacher.epochs if spec.teacher.arch is not None else 0,
+    }
+    for field, value in epochs.items():
+        if value > settings.max_epochs:
+            raise ApiError(422, f"{field}: at most {settings.max_epochs} on this service")
     if spec.data.root is not None and escapes(settings.data_root, spec.data.root):
         raise ApiError(422, "data.root: must name a folder under the data root")
     if spec.teacher.checkpoint is not None and escapes(
