@@ -10,8 +10,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -32,7 +32,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from search_spaces import builtin_names, load_spec
-from service.api.errors import TITLES, ApiError, problem
+from service.api.errors import DATABASE_OUTAGES, TITLES, ApiError, database_unavailable, problem
 from service.api.limits import LimitsAndMetrics
 from service.api.schemas import (
     BestTrial,
@@ -128,6 +128,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
         return problem(422, "Unprocessable Content", "; ".join(parts) or "invalid request")
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -349,10 +352,8 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     )
     def cancel(request: Request, study_id: str) -> StudyOut:
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id):
             supervisor(request).cancel(study_id)
-        except InvalidTransition as err:
-            raise ApiError(409, str(err)) from None
         return study_out(request, get_record(store(request), study_id))
 
     @app.post(
@@ -360,23 +361,31 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     )
     def resume(request: Request, study_id: str) -> StudyOut:
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id, "; only failed or cancelled studies resume"):
             record = store(request).transition(study_id, StudyStatus.queued)
-            supervisor(request).nudge()
-        except InvalidTransition as err:
-            raise ApiError(409, f"{err}; only failed or cancelled studies resume") from None
-        return study_out(request, record)
+        supervisor(request).nudge()
+        return study_out(request, record)  # as this transaction left it: a delete now is refused
 
     @app.delete("/v1/studies/{study_id}", tags=["studies"], status_code=204, dependencies=[write])
     def delete(request: Request, study_id: str) -> Response:
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id):
             store(request).delete(study_id)
-        except InvalidTransition as err:
-            raise ApiError(409, str(err)) from None
         return Response(status_code=204)
 
     return app
+
+
+@contextmanager
+def write_errors(study_id: str, hint: str = "") -> Iterator[None]:
+    """A write's store errors as answers: a study deleted meanwhile is 404 (never 202), a
+    status that does not allow the write 409."""
+    try:
+        yield
+    except KeyError:
+        raise ApiError(404, f"no study {study_id!r}") from None
+    except InvalidTransition as err:
+        raise ApiError(409, f"{err}{hint}") from None
 
 
 # --------------------------------------------------------------------- progress

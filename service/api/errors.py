@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+import logging
+
+from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 TITLES = {
@@ -38,3 +43,23 @@ class ApiError(HTTPException):
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request bodies are limited to {limit} bytes")
+
+
+# What a database that is down, restarting or unreachable raises (not: bad statements or data)
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+)
+RETRY_AFTER_S = 5
+
+
+async def database_unavailable(request: Request, err: Exception) -> JSONResponse:
+    log.warning("%s %s: study database unavailable: %s", request.method, request.url.path, err)
+    return problem(
+        503,
+        TITLES[503],
+        "the study database is unreachable; retry later",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )

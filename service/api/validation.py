@@ -95,7 +95,11 @@ def check_limits(spec: StudySpec, settings: Settings) -> None:
 
 
 def escapes(root: Path, name: str) -> bool:
-    if Path(name).is_absolute() or ".." in Path(name).parts:
+    """Whether ``name`` is not a path under ``root`` (or no path at all: a NUL in it)."""
+    try:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            return True
+        base = root.resolve()
+        return not (base / name).resolve().is_relative_to(base)
+    except (ValueError, OSError):  # embedded NUL, a name too long for the filesystem
         return True
-    base = root.resolve()
-    return not (base / name).resolve().is_relative_to(base)
