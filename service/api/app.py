@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,6 +30,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search_spaces import builtin_names, load_spec
 from service.api.errors import DATABASE_OUTAGES, TITLES, ApiError, database_unavailable, problem
@@ -112,8 +113,8 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         requests_total=requests_total,
     )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and Starlette's own 404/405
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return problem(
             exc.status_code,
             TITLES.get(exc.status_code, "Error"),
@@ -368,9 +369,11 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     @app.delete("/v1/studies/{study_id}", tags=["studies"], status_code=204, dependencies=[write])
     def delete(request: Request, study_id: str) -> Response:
+        """Delete a finished study and its folder (runs on an MLflow server stay)."""
         existing_for_write(request, study_id)
         with write_errors(study_id):
             store(request).delete(study_id)
+        supervisor(request).remove_study_dir(study_id)
         return Response(status_code=204)
 
     return app

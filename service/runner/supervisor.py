@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from service.settings import Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
 
 log = logging.getLogger(__name__)
+API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")  # never passed on to drivers
 
 
 def uses_ray_jobs(ray_address: str | None) -> bool:
@@ -87,6 +89,18 @@ class Supervisor:
         }
         return {key: value for key, value in env.items() if value}
 
+    def _process_env(self) -> dict[str, str]:
+        """A local driver's environment: this process's without the API's secrets (the driver
+        and its Ray workers need neither the API tokens nor the study store), plus PCD_*."""
+        env = {k: v for k, v in os.environ.items() if k not in API_SECRETS}
+        return {**env, **self._driver_env()}
+
+    def remove_study_dir(self, study_id: str) -> None:
+        """Remove a deleted study's folder (only ever one under the studies folder)."""
+        folder, base = self.study_dir(study_id), self.settings.studies_dir.resolve()
+        if folder != base and folder.is_relative_to(base):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _driver_command(self, folder: Path) -> list[str]:
         return [sys.executable, "-m", "service.runner.launch", str(folder)]
 
@@ -109,7 +123,7 @@ class Supervisor:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self._driver_env()},
+            env=self._process_env(),
             start_new_session=True,
         )
         log_file.close()
@@ -128,7 +142,7 @@ class Supervisor:
                 stdin=subprocess.PIPE,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self._driver_env()},
+                env=self._process_env(),
                 start_new_session=True,
             )
 

@@ -123,3 +123,40 @@ def test_a_cancel_stops_a_running_driver(supervised) -> None:
     assert not supervisor.alive(driver)
     with pytest.raises(InvalidTransition):
         supervisor.cancel(study.id)
+
+
+class _EnvDumpingDriver(Supervisor):
+    def _driver_command(self, folder: Path) -> list[str]:
+        code = "import json, os; print(json.dumps(dict(os.environ)))"
+        return [sys.executable, "-c", code]
+
+
+def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("PCD_API_TOKENS", "secret-token:rw")
+    monkeypatch.setenv("PCD_DATABASE_URL", "postgresql+psycopg://u:secret@db/pcd")
+    migrate(url)
+    store = Store(url)
+    settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)
+    supervisor = _EnvDumpingDriver(store, settings)
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    for child in supervisor._children.values():
+        child.wait(timeout=30)
+    env = json.loads((supervisor.study_dir(study.id) / "driver.log").read_text())
+    assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
+    assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
+
+
+def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> None:
+    _, supervisor = supervised
+    folder = supervisor.study_dir("abc")
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text("{}")
+    supervisor.remove_study_dir("abc")
+    assert not folder.exists()
+    supervisor.remove_study_dir("..")
+    supervisor.remove_study_dir("")
+    assert supervisor.settings.studies_dir.is_dir()
