@@ -1,10 +1,15 @@
 # Every target creates (once) and reuses a local virtual environment in .venv.
-PYTHON ?= python3.11
+# Python 3.11 to 3.13: the first of python3.11, python3.12, python3.13 on PATH (PYTHON=...).
+PYTHON ?= $(firstword $(shell command -v python3.11 python3.12 python3.13 2>/dev/null) python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+# Where torch comes from when pip has no wheel of it locally: PyTorch's CPU index on a machine
+# without an NVIDIA GPU (PyPI's Linux torch is a multi-GB CUDA build), else PyPI.
+TORCH_INDEX_URL ?= $(if $(shell command -v nvidia-smi 2>/dev/null),https://pypi.org/simple,https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup deploy-tools demo test bench report lint clean
+.PHONY: setup deploy-tools demo test bench report lint clean rehearse-compose
 
 setup: $(STAMP) deploy-tools
 
@@ -19,13 +24,17 @@ deploy-tools:
 		|| echo "warning: docker-compose not installed; tests/deploy use the JSON schema"; \
 	else echo "note: no docker-compose (needs root + apt-get); tests/deploy use the JSON schema"; fi
 
-# torch is installed first with its pin, so that no later resolution can pull a CUDA build.
+# torch is installed first with its pin, so that no later resolution can pull a CUDA build:
+# a wheel that pip finds locally (its find-links; its dependencies come with the next step),
+# else from TORCH_INDEX_URL.
 $(STAMP): pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "need Python 3.11, 3.12 or 3.13 on PATH (or PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q --no-index --no-deps torch==$(TORCH_VERSION) 2>/dev/null \
+		|| $(PY) -m pip install -q -c constraints.txt torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX_URL)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -48,6 +57,11 @@ report: $(STAMP)
 	  fi; \
 	fi
 	$(PY) bench/report.py
+
+# docker-compose.yml built and run for real on a Docker engine (installed and started when
+# missing, as root); not part of `make test`. deploy/rehearse-compose.sh lists its options.
+rehearse-compose: $(STAMP)
+	bash deploy/rehearse-compose.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,8 @@ from ray.tune.experiment import Trial
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "pcd.trial_id"
+# the Ray node that reported the trial's latest result (Tune's `node_ip` result key)
+NODE_TAG = "pcd.node_ip"
 # Tune's own bookkeeping keys, not metrics of the run
 _SKIP = {
     "epoch",
@@ -46,6 +48,7 @@ class MLflowStudyCallback(Callback):
         self.max_epochs = max_epochs
         self._runs: dict[str, str] = {}
         self._logged: dict[str, int] = {}
+        self._nodes: dict[str, str] = {}
         self._client: MlflowClient | None = None
         self._reconciled = False
 
@@ -54,6 +57,7 @@ class MLflowStudyCallback(Callback):
         state["_client"] = None
         state["_runs"] = {}
         state["_logged"] = {}
+        state["_nodes"] = {}
         state["_reconciled"] = False
         return state
 
@@ -142,6 +146,7 @@ class MLflowStudyCallback(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
         run_id = self.run_id(trial)
+        self._tag_node(trial, run_id, result.get("node_ip"))
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         if epoch <= self._logged.get(trial.trial_id, 0):
             return  # already logged before a restore
@@ -157,6 +162,12 @@ class MLflowStudyCallback(Callback):
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
         self._logged[trial.trial_id] = epoch
+
+    def _tag_node(self, trial: Trial, run_id: str, node: Any) -> None:
+        """Which node ran the trial (again after a reschedule): set when it changes."""
+        if node and self._nodes.get(trial.trial_id) != node:
+            self.client.set_tag(run_id, NODE_TAG, str(node))
+            self._nodes[trial.trial_id] = str(node)
 
     def _finish(self, trial: Trial, status: str) -> None:
         run_id = self.run_id(trial)

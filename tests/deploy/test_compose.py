@@ -191,13 +191,6 @@ def dicts(node: Any):
             yield from dicts(v)
 
 
-def kuberay_docs() -> dict[str, list[dict[str, Any]]]:
-    return {
-        p.name: [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
-        for p in sorted(KUBERAY.glob("*.yaml"))
-    }
-
-
 def readme_deploy() -> str:
     text = README.read_text()
     match = re.search(r"^## Deploy\n(.*?)(?=^## |\Z)", text, re.S | re.M)
@@ -267,7 +260,9 @@ def test_dependencies_wait_for_health() -> None:
     api = svcs["api"]["depends_on"]
     for dep in ("postgres", "mlflow", "ray-head"):
         assert api[dep]["condition"] == "service_healthy"
-    assert svcs["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert svcs["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    for dep in ("mlflow", "ray-head"):
+        assert svcs[dep]["depends_on"]["s3-init"]["condition"] == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
@@ -294,7 +289,7 @@ def test_one_image_tag_for_head_and_workers() -> None:
     env = filled_env()
     assert images == {f"{env['PCD_IMAGE']}:{env['PCD_VERSION']}"}
     for svc in (main["ray-head"], main["ray-worker"], host["ray-worker"]):
-        assert svc["build"]["target"] == "cuda"
+        assert svc["build"]["target"] == "ray"
     assert main["api"]["build"]["target"] == "api"
     assert main["mlflow"]["build"]["target"] == "mlflow"
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
@@ -423,13 +418,29 @@ def test_env_example_documents_every_service_setting() -> None:
         assert name in parse_env_file(ENV_EXAMPLE), name
 
 
-def published_ports(path: Path) -> dict[int, str]:
+def published_ports(path: Path) -> dict[int, tuple[str, str]]:
+    """Default host port -> (service, bind address), with .env.example's values."""
+    env = filled_env()
     out = {}
     for name, svc in services(path).items():
         for port in svc.get("ports", []):
-            host_port = int(str(port).split(":")[-2])
-            out[host_port] = name
+            address, host_port, _ = interpolate(str(port), env).split(":")
+            out[int(host_port)] = (name, address)
     return out
+
+
+def test_ports_are_published_on_loopback_by_default() -> None:
+    ports = published_ports(MAIN)
+    assert ports and {address for _, address in ports.values()} == {"127.0.0.1"}
+    # unauthenticated UIs follow their own address, so exposing the API does not expose them
+    for name, svc in yaml.safe_load(MAIN.read_text())["services"].items():
+        for port in svc.get("ports", []):
+            variable = (
+                "UI_PUBLISH_ADDRESS"
+                if name in ("mlflow", "optuna-dashboard")
+                else ("PUBLISH_ADDRESS")
+            )
+            assert str(port).startswith(f"${{{variable}:-127.0.0.1}}:"), (name, port)
 
 
 def test_readme_ports_match_the_published_ports() -> None:
@@ -437,7 +448,7 @@ def test_readme_ports_match_the_published_ports() -> None:
     rows = re.findall(r"^\|\s*(\d{2,5})\s*\|\s*`?([\w-]+)`?\s*\|", section, re.M)
     assert rows, "README Deploy section has no | port | service | table"
     documented = {int(port): svc for port, svc in rows}
-    assert documented == published_ports(MAIN)
+    assert documented == {port: svc for port, (svc, _) in published_ports(MAIN).items()}
     for url_port in re.findall(r"http://HOST:(\d+)", section):
         assert int(url_port) in documented, url_port
 
@@ -465,7 +476,7 @@ def test_worker_host_comment_lists_every_pinned_port() -> None:
         if flag.endswith("-port"):
             assert f"{flag}={port}" in head, f"the head does not pin {flag}={port}"
     ports = published_ports(MAIN)
-    assert ports[6379] == "ray-head" and ports[8265] == "ray-head"
+    assert ports[6379][0] == "ray-head" and ports[8265][0] == "ray-head"
 
 
 # ----------------------------------------------------------------------------- Dockerfile
@@ -488,7 +499,7 @@ def dockerfile_stages() -> dict[str, list[str]]:
 
 def test_dockerfile_final_images_are_non_root_with_a_healthcheck() -> None:
     stages = dockerfile_stages()
-    for target in ("cuda", "api", "mlflow", "dashboard"):
+    for target in ("ray", "api", "mlflow", "dashboard"):
         lines = stages[target]
         users = [ln.split()[1] for ln in lines if ln.upper().startswith("USER ")]
         assert users and users[-1] not in ("root", "0"), f"{target}: runs as {users}"
@@ -502,57 +513,16 @@ def test_dockerfile_pins_python_ray_and_torch() -> None:
     assert len(re.findall(r"^FROM \$\{PYTHON_IMAGE\}", text, re.M)) == 1
     assert re.search(r"^ARG RAY_VERSION=2\.60\.0$", text, re.M)
     assert re.search(r"^ARG TORCH_VERSION=2\.13\.0$", text, re.M)
-    assert "download.pytorch.org/whl/${TORCH_CUDA}" in text
-    assert "download.pytorch.org/whl/cpu" in text
+    # CUDA 13.0 by default (torch 2.13 has cu126 and cu130 builds), CPU torch for the API
+    assert re.search(r"^ARG TORCH_INDEX=cu130$", text, re.M)
+    assert 'TORCH_INDEX=cpu pip-install --torch "${TORCH_VERSION}"' in text
+    pip_install = (ROOT / "deploy" / "pip-install.sh").read_text()
+    assert "https://download.pytorch.org/whl/$index" in pip_install
     assert text.count("-c constraints.txt") >= 2
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"ray[default,tune]==2.60.0"' in pyproject and '"torch==2.13.0"' in pyproject
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignore and ".git" in ignore and ".venv" in ignore
-
-
-# ----------------------------------------------------------------------------- KubeRay
-def test_kuberay_manifests() -> None:
-    docs = kuberay_docs()
-    kustomization = docs.pop("kustomization.yaml")[0]
-    assert set(kustomization["resources"]) == set(docs), "kustomization lists other files"
-    by_kind = {d["kind"]: d for ds in docs.values() for d in ds}
-    cluster = by_kind["RayCluster"]
-    assert cluster["apiVersion"] == "ray.io/v1"
-    spec = cluster["spec"]
-    assert spec["enableInTreeAutoscaling"] is True
-    assert spec["rayVersion"] == "2.60.0"
-    head = spec["headGroupSpec"]
-    assert head["rayStartParams"]["num-gpus"] == "0"
-    (group,) = spec["workerGroupSpecs"]
-    assert 0 <= group["minReplicas"] <= group["maxReplicas"] and group["maxReplicas"] >= 1
-    (worker,) = group["template"]["spec"]["containers"]
-    assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-    (head_c,) = head["template"]["spec"]["containers"]
-    assert head_c["image"] == worker["image"]
-    env = filled_env()
-    assert head_c["image"].endswith(f"pcd:{env['PCD_VERSION']}")
-
-    def secret_refs(container: dict[str, Any]) -> set[str]:
-        return {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
-
-    api = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    for c in (head_c, worker, api):
-        assert "pcd-secrets" in secret_refs(c)
-        assert {"mountPath": "/srv/pcd", "name": "shared"} in c["volumeMounts"]
-    autoscaler_env = {e["name"]: e for e in spec["autoscalerOptions"]["env"]}
-    assert autoscaler_env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "pcd-secrets"
-    assert by_kind["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert by_kind["Service"]["spec"]["ports"][0]["port"] == 8000
-    secret_gen = kustomization["secretGenerator"][0]
-    assert secret_gen["name"] == "pcd-secrets"
-    example = parse_env_file(KUBERAY / "secrets.env.example")
-    assert "RAY_AUTH_TOKEN" in example and all(v == "" for v in example.values())
-    literals = dict(x.split("=", 1) for x in kustomization["configMapGenerator"][0]["literals"])
-    assert literals["PCD_RAY_ADDRESS"] == "http://pcd-head-svc:8265"
-    assert literals["RAY_AUTH_MODE"] == "token"
-    # KubeRay's default readiness/liveness probes run wget inside the Ray containers.
-    assert re.search(r"apt-get install [^\n]*\bwget\b", DOCKERFILE.read_text())
 
 
 # ----------------------------------------------------------------------------- several hosts
@@ -596,9 +566,9 @@ def test_head_host_nodes_advertise_the_address_other_hosts_reach() -> None:
             _flag(node["command"], "node-ip-address")
             == "${RAY_HEAD_ADDRESS:?set RAY_HEAD_ADDRESS in .env}"
         )
-        # drivers and trials on the host network still find MLflow, MinIO, Postgres by name
+        # drivers and trials on the host network still find MLflow, S3, Postgres by name
         hosts = {h.split(":", 1)[0] for h in node["extra_hosts"]}
-        assert {"mlflow", "minio", "postgres"} <= hosts
+        assert {"mlflow", "s3", "postgres"} <= hosts
     assert _flag(worker["command"], "address").startswith("${RAY_HEAD_ADDRESS")
     # two nodes on one host network: none of their pinned ports may coincide
     names = [

@@ -92,6 +92,9 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
     assert parent.info.status == "FINISHED"
     assert "best_val_top1" in parent.data.metrics
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    # each trial's run names the node that ran it, as the summary does
+    by_trial = {t["trial_id"]: t["node_ip"] for t in summary["trials"]}
+    assert {c.data.tags["pcd.trial_id"]: c.data.tags["pcd.node_ip"] for c in children} == by_trial
     outcomes = set()
     for child in children:
         epochs = int(child.data.tags["pcd.epochs"])
