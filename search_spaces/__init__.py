@@ -71,8 +71,14 @@ def parse_spec(
         raise SpecError(format_validation_error(source, err)) from None
 
 
-def load_spec(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Load a spec from a YAML file, or a built-in one by name (``pcd-digits``)."""
+def load_spec(
+    path_or_name: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    source: str | None = None,
+) -> StudySpec:
+    """Load a spec from a YAML file, or a built-in one by name (``pcd-digits``). Errors name
+    ``source`` (default: the file's path)."""
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
         if str(path_or_name) not in builtin_names():
@@ -84,7 +90,7 @@ def load_spec(path_or_name: str | Path, overrides: dict[str, Any] | None = None)
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
     raw = _read_yaml(path.resolve(), path.stat().st_mtime_ns)
-    return parse_spec(copy.deepcopy(raw), source=str(path), overrides=overrides)
+    return parse_spec(copy.deepcopy(raw), source=source or str(path), overrides=overrides)
 
 
 @lru_cache(maxsize=64)

@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from pcd_core.data import DATASET_NAMES
 from pcd_core.methods import METHODS, MethodOptionError, parse_options
@@ -19,14 +27,20 @@ from pcd_core.models import MODELS
 
 # Training options a space may search besides the method's own options.
 TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
+# Most configurations a grid may have (Optuna's grid sampler lists them all).
+MAX_GRID = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _Param(_Strict):
-    when: dict[str, Any] | None = Field(
+    when: dict[str, str | int | float | bool | None] | None = Field(
         None, description="only sampled when these other parameters have these values"
     )
 
@@ -48,12 +62,26 @@ class FloatParam(_Param):
             raise ValueError("step and log cannot be combined")
         return self
 
+    def count(self) -> int:
+        """Number of grid values (2, the ends, without a step), computed, not enumerated."""
+        if self.step is None:
+            return 2
+        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+
     def values(self) -> list[Any]:
-        """The grid of a stepped range, else its two ends (for checks)."""
+        """The grid of a stepped range, else its two ends (only for a bounded grid)."""
         if self.step is None:
             return [self.low, self.high]
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        return [round(self.low + i * self.step, 12) for i in range(self.count())]
+
+    def extremes(self) -> list[Any]:
+        """The smallest and largest value (what an option's bounds are checked against)."""
+        if self.step is None:
+            return [self.low, self.high]
+        return [self.low, round(self.low + (self.count() - 1) * self.step, 12)]
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= value <= self.high
 
 
 class IntParam(_Param):
@@ -71,24 +99,55 @@ class IntParam(_Param):
             raise ValueError("a log-uniform int range needs low >= 1")
         return self
 
+    def count(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
     def values(self) -> list[Any]:
+        """Every value (only for a bounded grid: see count)."""
         return list(range(self.low, self.high + 1, self.step))
+
+    def extremes(self) -> list[Any]:
+        return [self.low, self.low + (self.count() - 1) * self.step]
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+            and (value - self.low) % self.step == 0
+        )
 
 
 class CategoricalParam(_Param):
     type: Literal["categorical"]
     choices: list[str | int | float | bool] = Field(min_length=1)
 
+    def count(self) -> int:
+        return len(self.choices)
+
     def values(self) -> list[Any]:
         return list(self.choices)
+
+    extremes = values
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
 
 
 class FixedParam(_Param):
     type: Literal["fixed"]
     value: str | int | float | bool | None
 
+    def count(self) -> int:
+        return 1
+
     def values(self) -> list[Any]:
         return [self.value]
+
+    extremes = values
+
+    def contains(self, value: Any) -> bool:
+        return value == self.value
 
 
 Param = Annotated[
@@ -109,6 +168,27 @@ class DataSpec(_Strict):
         return self
 
 
+class TrainingSpec(_Strict):
+    """Fixed training settings, within the bounds pcd_core's TrainConfig accepts (and sane
+    upper ones). Unset: the trainer's default; epochs: budget.max_epochs; seed: the study's
+    seed (the model-init seed of every trial)."""
+
+    lr: float | None = Field(None, gt=0.0, le=10.0)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0)
+    batch_size: int | None = Field(None, ge=1, le=65536)
+    momentum: float | None = Field(None, ge=0.0, lt=1.0)
+    epochs: int | None = Field(None, ge=1)
+    seed: int | None = Field(None, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}  # as it was given
+
+    def fixed(self) -> dict[str, Any]:
+        """The fixed values of the options a space may also search (TRAINING_PARAMS)."""
+        return {k: v for k in TRAINING_PARAMS if (v := getattr(self, k)) is not None}
+
+
 class TeacherSpec(_Strict):
     """Either ``checkpoint`` (a stored teacher, by name, with its hash) or ``arch`` + ``epochs``
     to train one once for the study."""
@@ -117,7 +197,7 @@ class TeacherSpec(_Strict):
     hash: str | None = None
     arch: str | None = None
     epochs: int = Field(20, ge=1)
-    lr: float | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0, le=10.0)
 
     @model_validator(mode="after")
     def _one(self) -> TeacherSpec:
@@ -184,6 +264,16 @@ class Promotion(_Strict):
     )
 
 
+def _check_training_values(name: str, param: Any) -> None:
+    """A searched training option's extremes must be legal fixed values of it."""
+    for value in param.extremes():
+        try:
+            TrainingSpec.model_validate({name: value})
+        except ValidationError as err:
+            reason = err.errors()[0]["msg"]
+            raise ValueError(f"space.{name}: value {value!r} is not allowed: {reason}") from None
+
+
 class StudySpec(_Strict):
     """One study: what to search, how, and with what budget."""
 
@@ -193,8 +283,8 @@ class StudySpec(_Strict):
     teacher: TeacherSpec
     student: str
     method: str = "pcd"
-    training: dict[str, Any] = Field(
-        default_factory=dict,
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
         description="fixed training settings (lr, weight_decay, batch_size, momentum, epochs, "
         "seed: the model-init seed of every trial, default the study seed)",
     )
@@ -210,6 +300,18 @@ class StudySpec(_Strict):
     seed: int = Field(0, ge=0)
     promotion: Promotion = Field(default_factory=Promotion)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _training_keys(cls, raw: Any) -> Any:
+        training = raw.get("training") if isinstance(raw, dict) else None
+        for key in training if isinstance(training, dict) else ():
+            if key not in TrainingSpec.model_fields:
+                raise ValueError(
+                    f"training.{key}: not a training option; allowed: "
+                    f"{', '.join(TrainingSpec.model_fields)}"
+                )
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
         if self.student not in MODELS:
@@ -217,11 +319,6 @@ class StudySpec(_Strict):
         if self.method not in METHODS:
             raise ValueError(f"method: unknown method {self.method!r}; one of {', '.join(METHODS)}")
         option_names = set(METHODS[self.method].options.model_fields)
-        for key in self.training:
-            if key not in (*TRAINING_PARAMS, "epochs", "seed"):
-                raise ValueError(
-                    f"training.{key}: not a training option; allowed: {', '.join(TRAINING_PARAMS)}"
-                )
         for name in self.space:
             if name not in option_names and name not in TRAINING_PARAMS:
                 raise ValueError(
@@ -235,14 +332,14 @@ class StudySpec(_Strict):
                     raise ValueError(
                         f"space.{name}.when: {other!r} must be a parameter listed before {name!r}"
                     )
-                if value not in self.space[other].values() and not isinstance(
-                    self.space[other], (FloatParam, IntParam)
-                ):
+                if not self.space[other].contains(value):
                     raise ValueError(
                         f"space.{name}.when: {other}={value!r} is not one of its values"
                     )
             if name in option_names:
                 self._check_values(name, param)
+            elif name in TRAINING_PARAMS:
+                _check_training_values(name, param)
         if self.sampler.type == "grid":
             for name, param in self.space.items():
                 if isinstance(param, FloatParam) and param.step is None:
@@ -252,6 +349,10 @@ class StudySpec(_Strict):
                     )
                 if param.when:
                     raise ValueError(f"space.{name}: grid sampling does not take 'when' conditions")
+            if self.grid_size() > MAX_GRID:
+                raise ValueError(
+                    f"space: a grid of {self.grid_size()} configurations; at most {MAX_GRID}"
+                )
         if self.second_objective is not None and self.sampler.type not in (
             "nsga2",
             "tpe",
@@ -275,8 +376,8 @@ class StudySpec(_Strict):
 
     def _check_values(self, name: str, param: Any) -> None:
         """Every extreme or choice must be a legal value of the method option."""
-        fixed = {k: p.values()[0] for k, p in self.space.items() if isinstance(p, FixedParam)}
-        for value in param.values():
+        fixed = {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}
+        for value in param.extremes():  # bounds are intervals: the ends decide, never enumerate
             options = {**fixed, name: value}
             # split_ratio needs split=geometric; the conditional rule is checked separately
             if name == "split_ratio":
@@ -299,4 +400,4 @@ class StudySpec(_Strict):
 
     def grid_size(self) -> int:
         """Number of configurations of a grid over the space."""
-        return math.prod(len(p.values()) for p in self.space.values()) if self.space else 1
+        return math.prod(p.count() for p in self.space.values())

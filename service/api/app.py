@@ -10,14 +10,14 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,14 +30,14 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from search_spaces import SpecError, builtin_names, load_spec, parse_spec
-from search_spaces.schema import StudySpec
+from search_spaces import builtin_names, load_spec
+from service.api.errors import DATABASE_OUTAGES, TITLES, ApiError, database_unavailable, problem
+from service.api.limits import LimitsAndMetrics
 from service.api.schemas import (
     BestTrial,
     Links,
-    NamedSpaceRequest,
     SearchSpaceOut,
     StudyOut,
     StudyPage,
@@ -46,76 +46,28 @@ from service.api.schemas import (
     TrialPage,
     ValidationOut,
 )
+from service.api.validation import SpecValidator
 from service.runner.supervisor import Supervisor
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
 from service.store.db import IdempotencyConflict
 
-PROBLEM = "application/problem+json"
 JSON = "application/json"
 VIEW_TTL_S = 1.0
+# POST /v1/studies reads its body itself (after authentication), so it is documented here
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
+        "content": {
+            JSON: {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {"search_space": "pcd-digits", "overrides": {"budget.trials": 4}},
+            }
+        },
+    }
+}
 log = logging.getLogger(__name__)
-
-
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None):
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
-
-
-class ApiError(HTTPException):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(status_code=status, detail=detail, headers=headers)
-
-
-class LimitsAndMetrics:
-    """Body-size limit and per-route Prometheus metrics, as plain ASGI middleware (Starlette's
-    BaseHTTPMiddleware costs a task and a stream per request, a third of a cheap request)."""
-
-    def __init__(
-        self, app: ASGIApp, *, max_body: int, latency: Histogram, requests_total: Counter
-    ) -> None:
-        self.app, self.max_body = app, max_body
-        self.latency, self.requests_total = latency, requests_total
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                response = problem(
-                    413,
-                    "Payload Too Large",
-                    f"request bodies are limited to {self.max_body} bytes",
-                )
-                await response(scope, receive, send)
-                return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.latency.labels(path).observe(time.perf_counter() - started)
-            self.requests_total.labels(scope["method"], path, str(status)).inc()
-
-
-def _escapes(root: Path, name: str) -> bool:
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        return True
-    base = root.resolve()
-    return not (base / name).resolve().is_relative_to(base)
 
 
 def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
@@ -161,22 +113,11 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         requests_total=requests_total,
     )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        titles = {
-            400: "Bad Request",
-            401: "Unauthorized",
-            403: "Forbidden",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            409: "Conflict",
-            413: "Payload Too Large",
-            422: "Unprocessable Content",
-            503: "Service Unavailable",
-        }
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and Starlette's own 404/405
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return problem(
             exc.status_code,
-            titles.get(exc.status_code, "Error"),
+            TITLES.get(exc.status_code, "Error"),
             str(exc.detail),
             getattr(exc, "headers", None),
         )
@@ -188,6 +129,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
         return problem(422, "Unprocessable Content", "; ".join(parts) or "invalid request")
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -216,38 +160,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         return check
 
     read, write = Depends(require("ro")), Depends(require("rw"))
+    validate_spec = SpecValidator(settings)
 
     # ------------------------------------------------------------- helpers
-    def to_spec(body: dict[str, Any]) -> StudySpec:
-        try:
-            if "search_space" in body:
-                named = NamedSpaceRequest.model_validate(body)
-                spec = load_spec_by_name(named.search_space, named.overrides)
-            else:
-                spec = parse_spec(body, source="body")
-        except SpecError as err:
-            raise ApiError(422, str(err)) from None
-        except ValueError as err:
-            raise ApiError(422, str(err).splitlines()[0]) from None
-        if spec.budget.trials > settings.max_trials:
-            raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
-        if spec.budget.max_epochs > settings.max_epochs:
-            raise ApiError(422, f"budget.max_epochs: at most {settings.max_epochs} here")
-        if spec.data.root is not None and _escapes(settings.data_root, spec.data.root):
-            raise ApiError(422, "data.root: must name a folder under the data root")
-        if spec.teacher.checkpoint is not None and _escapes(
-            settings.teacher_root, spec.teacher.checkpoint
-        ):
-            raise ApiError(422, "teacher.checkpoint: must name a file under the teacher root")
-        return spec
-
-    def load_spec_by_name(name: str, overrides: dict[str, Any]) -> StudySpec:
-        if name not in builtin_names():
-            raise SpecError(
-                f"search_space: no space named {name!r}; one of {', '.join(builtin_names())}"
-            )
-        return load_spec(name, overrides)
-
     progress_cache: dict[str, tuple[float, str, Any]] = {}
 
     def progress(record: StudyRecord) -> Any:
@@ -361,21 +276,16 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         status_code=201,
         dependencies=[write],
         response_model=StudyOut | ValidationOut,
+        openapi_extra=SPEC_BODY,
     )
     async def submit(
         request: Request,
         response: Response,
-        body: Annotated[
-            dict[str, Any],
-            Body(
-                description="a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
-                examples=[{"search_space": "pcd-digits", "overrides": {"budget.trials": 4}}],
-            ),
-        ],
         validate_only: bool = Query(False, description="check the spec, create nothing"),
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ):
-        spec = to_spec(body)  # a fraction of a millisecond: on the event loop
+        raw = await request.body()  # only now, after the token was checked
+        spec = await validate_spec(raw)
         spec_json = spec.model_dump(mode="json")
         if validate_only:
             return Response(ValidationOut(spec=spec_json).model_dump_json(), media_type=JSON)
@@ -446,10 +356,8 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     )
     def cancel(request: Request, study_id: str) -> StudyOut:
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id):
             supervisor(request).cancel(study_id)
-        except InvalidTransition as err:
-            raise ApiError(409, str(err)) from None
         return study_out(request, get_record(store(request), study_id))
 
     @app.post(
@@ -457,23 +365,33 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     )
     def resume(request: Request, study_id: str) -> StudyOut:
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id, "; only failed or cancelled studies resume"):
             record = store(request).transition(study_id, StudyStatus.queued)
-            supervisor(request).nudge()
-        except InvalidTransition as err:
-            raise ApiError(409, f"{err}; only failed or cancelled studies resume") from None
-        return study_out(request, record)
+        supervisor(request).nudge()
+        return study_out(request, record)  # as this transaction left it: a delete now is refused
 
     @app.delete("/v1/studies/{study_id}", tags=["studies"], status_code=204, dependencies=[write])
     def delete(request: Request, study_id: str) -> Response:
+        """Delete a finished study and its folder (runs on an MLflow server stay)."""
         existing_for_write(request, study_id)
-        try:
+        with write_errors(study_id):
             store(request).delete(study_id)
-        except InvalidTransition as err:
-            raise ApiError(409, str(err)) from None
+        supervisor(request).remove_study_dir(study_id)
         return Response(status_code=204)
 
     return app
+
+
+@contextmanager
+def write_errors(study_id: str, hint: str = "") -> Iterator[None]:
+    """A write's store errors as answers: a study deleted meanwhile is 404 (never 202), a
+    status that does not allow the write 409."""
+    try:
+        yield
+    except KeyError:
+        raise ApiError(404, f"no study {study_id!r}") from None
+    except InvalidTransition as err:
+        raise ApiError(409, f"{err}{hint}") from None
 
 
 # --------------------------------------------------------------------- progress

@@ -1,8 +1,10 @@
 """A study driver process: ``python -m service.runner.launch STUDY_DIR``.
 
 Runs the study whose spec is in ``STUDY_DIR/spec.json`` (resuming it if the folder holds a
-started one) and writes ``STUDY_DIR/outcome.json`` (succeeded or failed, with the reason),
-which the service's supervisor reads. Settings come from the ``PCD_*`` environment.
+started one) and writes ``STUDY_DIR/outcome.json`` (succeeded or failed, with the reason, and
+the attempt number that the supervisor gave it in ``STUDY_DIR/launch.json``), which the
+service's supervisor reads: an outcome of another attempt is never applied. Settings come
+from the ``PCD_*`` environment.
 
 ``python -m service.runner.launch --standby`` imports everything first (torch, Ray, Tune,
 MLflow, Optuna: seconds) and then waits for one study folder on its standard input: the
@@ -19,15 +21,46 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 OUTCOME = "outcome.json"
+LAUNCH = "launch.json"
 _STARTED = time.monotonic()
 
 
-def write_outcome(study_dir: Path, status: str, error: str | None = None) -> None:
+def write_outcome(
+    study_dir: Path, status: str, error: str | None = None, *, attempt: int | None = None
+) -> None:
     tmp = study_dir / f".{OUTCOME}.tmp"
-    tmp.write_text(json.dumps({"status": status, "error": error}))
+    tmp.write_text(json.dumps({"status": status, "error": error, "attempt": attempt}))
     os.replace(tmp, study_dir / OUTCOME)
+
+
+def read_outcome(study_dir: Path, attempt: int) -> dict[str, Any] | None:
+    """The outcome that attempt ``attempt`` wrote, or None (none yet, unreadable, or another
+    attempt's: a previous driver's outcome must not finish a resumed study)."""
+    try:
+        result = json.loads((study_dir / OUTCOME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("attempt") != attempt:
+        return None
+    return result
+
+
+def write_launch(study_dir: Path, attempt: int) -> None:
+    """Tell the next driver of this folder which attempt it is."""
+    tmp = study_dir / f".{LAUNCH}.tmp"
+    tmp.write_text(json.dumps({"attempt": attempt}))
+    os.replace(tmp, study_dir / LAUNCH)
+
+
+def read_attempt(study_dir: Path) -> int | None:
+    try:
+        attempt = json.loads((study_dir / LAUNCH).read_text()).get("attempt")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attempt if isinstance(attempt, int) else None
 
 
 def _timeline(event: str) -> None:
@@ -43,7 +76,7 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
         raise SystemExit(143)
 
     signal.signal(signal.SIGTERM, on_term)
-    (study_dir / OUTCOME).unlink(missing_ok=True)
+    attempt = read_attempt(study_dir)  # read once: a later launch may rewrite the file
     kind = "warm driver (Ray connected, workers started)" if warm else "driver"
     _timeline(f"study {study_dir.name}: {kind} ready, pid {os.getpid()}")
     spec = parse_spec(json.loads((study_dir / "spec.json").read_text()), source="spec.json")
@@ -54,9 +87,9 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
         raise
     except Exception as err:  # any failure is recorded with its reason
         traceback.print_exc()
-        write_outcome(study_dir, "failed", f"{type(err).__name__}: {err}")
+        write_outcome(study_dir, "failed", f"{type(err).__name__}: {err}", attempt=attempt)
         return 1
-    write_outcome(study_dir, "succeeded")
+    write_outcome(study_dir, "succeeded", attempt=attempt)
     _timeline("succeeded")
     return 0
 

@@ -1,9 +1,11 @@
 """Start study drivers and reconcile the store with what is really running.
 
-At start-up and periodically: a running study whose driver left an outcome is marked
-succeeded or failed; one whose driver is gone without an outcome is resumed (up to
-``max_attempts`` drivers) or failed with the reason; queued studies are started while fewer
-than ``max_concurrent`` run.
+At start-up and periodically: a running study whose driver left an outcome of the study's
+current attempt is marked succeeded or failed (each launch writes its attempt number to
+``launch.json`` and removes the previous outcome; the driver copies that number into its
+``outcome.json``, so a previous attempt's outcome is never applied); one whose driver is
+gone without an outcome is resumed (up to ``max_attempts`` drivers) or failed with the
+reason; queued studies are started while fewer than ``max_concurrent`` run.
 
 Where drivers run:
 - ``PCD_RAY_ADDRESS`` unset or ``host:port``: a local subprocess in its own process session
@@ -22,6 +24,7 @@ import logging
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,11 +34,12 @@ from pathlib import Path
 
 import psutil
 
-from service.runner.launch import OUTCOME
+from service.runner.launch import OUTCOME, read_outcome, write_launch
 from service.settings import Settings
-from service.store import InvalidTransition, Store, StudyStatus
+from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
 
 log = logging.getLogger(__name__)
+API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")  # never passed on to drivers
 
 
 def uses_ray_jobs(ray_address: str | None) -> bool:
@@ -85,9 +89,26 @@ class Supervisor:
         }
         return {key: value for key, value in env.items() if value}
 
-    def launch(self, study_id: str, spec: dict) -> str:
+    def _process_env(self) -> dict[str, str]:
+        """A local driver's environment: this process's without the API's secrets (the driver
+        and its Ray workers need neither the API tokens nor the study store), plus PCD_*."""
+        env = {k: v for k, v in os.environ.items() if k not in API_SECRETS}
+        return {**env, **self._driver_env()}
+
+    def remove_study_dir(self, study_id: str) -> None:
+        """Remove a deleted study's folder (only ever one under the studies folder)."""
+        folder, base = self.study_dir(study_id), self.settings.studies_dir.resolve()
+        if folder != base and folder.is_relative_to(base):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _driver_command(self, folder: Path) -> list[str]:
+        return [sys.executable, "-m", "service.runner.launch", str(folder)]
+
+    def launch(self, study_id: str, spec: dict, attempt: int) -> str:
         folder = self.study_dir(study_id)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / OUTCOME).unlink(missing_ok=True)  # the previous attempt's
+        write_launch(folder, attempt)
         (folder / "spec.json").write_text(json.dumps(spec))
         if self.uses_ray_jobs:
             return self._launch_job(study_id, folder)
@@ -98,11 +119,11 @@ class Supervisor:
             return f"pid:{proc.pid}"
         log_file = (folder / "driver.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.runner.launch", str(folder)],
+            self._driver_command(folder),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self._driver_env()},
+            env=self._process_env(),
             start_new_session=True,
         )
         log_file.close()
@@ -121,7 +142,7 @@ class Supervisor:
                 stdin=subprocess.PIPE,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self._driver_env()},
+                env=self._process_env(),
                 start_new_session=True,
             )
 
@@ -209,68 +230,97 @@ class Supervisor:
         with self._lock:
             running, _ = self.store.list(status=StudyStatus.running, limit=10_000)
             for study in running:
-                outcome = self.study_dir(study.id) / OUTCOME
                 try:
-                    if outcome.is_file():
-                        result = json.loads(outcome.read_text())
-                        to = StudyStatus(result["status"])
-                        self.store.transition(
-                            study.id, to, expected=StudyStatus.running, error=result.get("error")
-                        )
-                    elif not self.alive(study.driver):
-                        if study.attempts < self.max_attempts:
-                            self.store.transition(
-                                study.id,
-                                StudyStatus.failed,
-                                expected=StudyStatus.running,
-                                error="driver exited without an outcome",
-                            )
-                            self.store.transition(study.id, StudyStatus.queued)
-                            log.warning("study %s: driver gone, resuming", study.id)
-                        else:
-                            self.store.transition(
-                                study.id,
-                                StudyStatus.failed,
-                                expected=StudyStatus.running,
-                                error=f"driver exited without an outcome {study.attempts} "
-                                "times; see driver.log in the study folder",
-                            )
-                except InvalidTransition:
-                    continue  # changed concurrently (e.g. cancelled)
-            running_now = self.store.counts().get(StudyStatus.running.value, 0)
-            free = self.settings.max_concurrent_studies - running_now
-            if free > 0:
-                queued, _ = self.store.list(status=StudyStatus.queued, limit=10_000)
-                for study in sorted(queued, key=lambda s: s.created_at)[:free]:
-                    try:
-                        self.store.transition(
-                            study.id,
-                            StudyStatus.running,
-                            expected=StudyStatus.queued,
-                            driver="starting",
-                            error=None,
-                            study_dir=str(self.study_dir(study.id)),
-                        )
-                    except InvalidTransition:
-                        continue
-                    try:
-                        driver = self.launch(study.id, study.spec)
-                    except Exception as err:  # e.g. the cluster's Jobs API not ready yet
-                        log.warning("study %s: could not start its driver: %s", study.id, err)
-                        self.store.unstart(study.id, f"waiting to start: {err}")
-                        continue
-                    with self.store.session() as s:
-                        from service.store import StudyRecord
+                    if self._apply_outcome(study) is None and not self.alive(study.driver):
+                        self._driver_gone(study)
+                except (InvalidTransition, KeyError):
+                    continue  # changed concurrently (e.g. cancelled or deleted)
+            self._start_queued()
 
-                        s.get(StudyRecord, study.id).driver = driver
+    def _apply_outcome(self, study: StudyRecord) -> StudyStatus | None:
+        """Finish a running study with the outcome its current attempt's driver wrote;
+        returns that status, or None when there is none."""
+        result = read_outcome(self.study_dir(study.id), study.attempts)
+        if result is None:
+            return None
+        to = StudyStatus(result["status"])
+        self.store.transition(study.id, to, expected=StudyStatus.running, error=result.get("error"))
+        return to
+
+    def _driver_gone(self, study: StudyRecord) -> None:
+        if study.attempts < self.max_attempts:
+            self.store.transition(
+                study.id,
+                StudyStatus.failed,
+                expected=StudyStatus.running,
+                error="driver exited without an outcome",
+            )
+            self.store.transition(study.id, StudyStatus.queued)
+            log.warning("study %s: driver gone, resuming", study.id)
+        else:
+            self.store.transition(
+                study.id,
+                StudyStatus.failed,
+                expected=StudyStatus.running,
+                error=f"driver exited without an outcome {study.attempts} "
+                "times; see driver.log in the study folder",
+            )
+
+    def _start_queued(self) -> None:
+        running_now = self.store.counts().get(StudyStatus.running.value, 0)
+        free = self.settings.max_concurrent_studies - running_now
+        if free <= 0:
+            return
+        queued, _ = self.store.list(status=StudyStatus.queued, limit=10_000)
+        for study in sorted(queued, key=lambda s: s.created_at)[:free]:
+            try:
+                started = self.store.transition(
+                    study.id,
+                    StudyStatus.running,
+                    expected=StudyStatus.queued,
+                    driver="starting",
+                    error=None,
+                    study_dir=str(self.study_dir(study.id)),
+                )
+            except (InvalidTransition, KeyError):
+                continue
+            try:
+                driver = self.launch(study.id, study.spec, started.attempts)
+            except Exception as err:  # e.g. the cluster's Jobs API not ready yet
+                log.warning("study %s: could not start its driver: %s", study.id, err)
+                self.store.unstart(study.id, f"waiting to start: {err}")
+                continue
+            with self.store.session() as s:
+                record = s.get(StudyRecord, study.id)
+                if record is not None:
+                    record.driver = driver
 
     def cancel(self, study_id: str) -> None:
+        """Cancel a study. A running study whose driver already wrote its outcome finishes
+        with that outcome instead (InvalidTransition: it is no longer cancellable)."""
         with self._lock:
             study = self.store.get(study_id)
             if study is None:
                 raise KeyError(study_id)
-            self.store.transition(study_id, StudyStatus.cancelled, error="cancelled by request")
+            current = StudyStatus(study.status)
+            if StudyStatus.cancelled not in TRANSITIONS[current]:
+                raise InvalidTransition(f"a {current} study cannot become cancelled")
+            if current == StudyStatus.running:
+                self._finish_or_stop(study)
+            self.store.transition(
+                study_id, StudyStatus.cancelled, expected=current, error="cancelled by request"
+            )
+
+    def _finish_or_stop(self, study: StudyRecord) -> None:
+        """Stop a running study's driver, unless it finished first: then record its outcome
+        and refuse the cancel. A driver stopped by SIGTERM writes no outcome, so one found
+        after the stop was written before it."""
+        finished = self._apply_outcome(study)
+        if finished is None:
             self.stop(study.driver)
+            finished = self._apply_outcome(study)
+        if finished is not None:
+            raise InvalidTransition(f"study {study.id} already {finished}")
 
     # --------------------------------------------------------------------- loop
     def nudge(self) -> None:

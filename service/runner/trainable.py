@@ -52,7 +52,11 @@ def trial_config(
     spec = ctx.spec
     method = method or spec.method
     option_names = set(METHODS[method].options.model_fields)
-    training = {k: v for k, v in {**spec.training, **params}.items() if k in TRAINING_PARAMS}
+    if seed is None:
+        seed = spec.seed if spec.training.seed is None else spec.training.seed
+    training = {
+        k: v for k, v in {**spec.training.fixed(), **params}.items() if k in TRAINING_PARAMS
+    }
     options = (
         {k: v for k, v in params.items() if k in option_names} if method == spec.method else {}
     )
@@ -70,8 +74,8 @@ def trial_config(
         if ctx.teacher and METHODS[method].factory(METHODS[method].options()).needs_teacher
         else None,
         teacher_hash=ctx.teacher_hash,
-        epochs=int(spec.training.get("epochs", spec.budget.max_epochs)),
-        seed=int(spec.training.get("seed", spec.seed)) if seed is None else seed,
+        epochs=spec.training.epochs or spec.budget.max_epochs,
+        seed=seed,
         logit_bank=Path(ctx.logit_bank) if ctx.logit_bank and method != "ce" else None,
         **training,
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import create_engine, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,16 +24,24 @@ from service.store.models import (
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+CONNECT_TIMEOUT_S = 5
 
 
 class IdempotencyConflict(ValueError):
     """An Idempotency-Key reused with a different request body."""
 
 
+def _storable(key: str) -> bool:
+    """Whether ``key`` can be looked up at all (no database takes a NUL in a string)."""
+    return "\x00" not in key
+
+
 def _engine(url: str, **kw: Any) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kw.setdefault("connect_args", {"check_same_thread": False})
+    elif url.startswith("postgresql"):  # an unreachable server fails fast (503), never hangs
+        kw["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, **kw.get("connect_args", {})}
     return create_engine(url, pool_pre_ping=True, **kw)
 
 
@@ -90,10 +98,14 @@ class Store:
         return existing
 
     def by_idempotency_key(self, key: str) -> StudyRecord | None:
+        if not _storable(key):
+            return None
         with self.session() as s:
             return s.scalar(select(StudyRecord).where(StudyRecord.idempotency_key == key))
 
     def get(self, study_id: str) -> StudyRecord | None:
+        if not _storable(study_id):
+            return None
         with self.session() as s:
             return s.get(StudyRecord, study_id)
 
@@ -125,7 +137,10 @@ class Store:
     ) -> StudyRecord:
         """Move a study to ``to`` if the state machine allows it from its current status
         (and, given ``expected``, only from that one). ``fields`` are set in the same
-        statement (error, driver, study_dir, parent_run_id)."""
+        statement (error, driver, study_dir, parent_run_id). KeyError: no such study (any
+        more); the record returned is the one this transaction wrote."""
+        if not _storable(study_id):
+            raise KeyError(study_id)
         with self.session() as s:
             record = s.get(StudyRecord, study_id)
             if record is None:
@@ -150,10 +165,11 @@ class Store:
                 .values(**values)
             )
             if result.rowcount != 1:
+                if s.scalar(select(StudyRecord.id).where(StudyRecord.id == study_id)) is None:
+                    raise KeyError(study_id)  # deleted meanwhile
                 raise InvalidTransition(f"study {study_id} changed status concurrently")
-        updated = self.get(study_id)
-        assert updated is not None
-        return updated
+            s.refresh(record)
+        return record
 
     def unstart(self, study_id: str, reason: str) -> None:
         """Put a study whose driver could not be launched back in the queue: the attempt is
@@ -176,13 +192,20 @@ class Store:
             )
 
     def delete(self, study_id: str) -> None:
-        """Delete a finished study (its MLflow runs stay)."""
+        """Delete a finished study (its MLflow runs stay). Compare-and-set like transitions:
+        a study resumed meanwhile is not deleted (InvalidTransition); KeyError if gone."""
+        if not _storable(study_id):
+            raise KeyError(study_id)
+        finished = [status.value for status in FINISHED]
         with self.session() as s:
-            record = s.get(StudyRecord, study_id)
-            if record is None:
-                raise KeyError(study_id)
-            if StudyStatus(record.status) not in FINISHED:
-                raise InvalidTransition(
-                    f"a {record.status} study cannot be deleted; cancel it first"
+            result = s.execute(
+                delete(StudyRecord).where(
+                    StudyRecord.id == study_id, StudyRecord.status.in_(finished)
                 )
-            s.delete(record)
+            )
+            if result.rowcount == 1:
+                return
+            status = s.scalar(select(StudyRecord.status).where(StudyRecord.id == study_id))
+        if status is None:
+            raise KeyError(study_id)
+        raise InvalidTransition(f"a {status} study cannot be deleted; cancel it first")

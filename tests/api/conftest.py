@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -142,3 +144,40 @@ def postgres_url():
     with admin.begin() as conn:
         conn.execute(text(f"drop schema {schema} cascade"))
     admin.dispose()
+
+
+# ------------------------------------------------------------------ the app in process
+@pytest.fixture
+def app_settings(tmp_path):
+    from service.settings import Settings
+
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'pcd.db'}",
+        api_tokens="rw-token:rw,ro-token:ro",
+        studies_dir=tmp_path / "studies",
+        data_root=tmp_path / "data",
+        teacher_root=tmp_path / "teachers",
+        warm_driver=False,
+    )
+
+
+@pytest.fixture
+def inproc(app_settings):
+    """The app in this process (no supervisor: nothing is launched), lifespan run."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    app = create_app(app_settings, supervise=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@asynccontextmanager
+async def asgi_client(app) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app's ASGI interface (request bodies are sent only as the app
+    reads them), with the app's lifespan run."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client

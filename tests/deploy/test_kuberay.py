@@ -234,7 +234,6 @@ def test_the_raycluster_matches_the_crd_of_the_oldest_kuberay(rendered) -> None:
 
 
 def test_every_other_rendered_document_is_valid(rendered) -> None:
-    pytest.importorskip("kubernetes_validate")  # until it is pinned in pyproject's dev extra
     problems = [
         f"{kind}/{name}: {error}"
         for (kind, name), doc in rendered.items()
@@ -258,8 +257,6 @@ def test_every_other_rendered_document_is_valid(rendered) -> None:
     ],
 )
 def test_validation_rejects_a_broken_document(rendered, kind, name, path, value) -> None:
-    if kind != "RayCluster":
-        pytest.importorskip("kubernetes_validate")  # until it is pinned in pyproject's dev extra
     doc = copy.deepcopy(rendered[(kind, name)])
     assert not validation_errors(doc)
     node = doc

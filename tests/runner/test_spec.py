@@ -135,3 +135,16 @@ def test_grid_sampler_covers_the_grid() -> None:
     combos = {(t.params["stages"], t.params["temperature"]) for t in study.trials}
     assert len(study.trials) == 6
     assert combos == {(s, t) for s in (1, 2, 3) for t in (2.0, 4.0)}
+
+
+def test_ranges_are_checked_by_their_ends_never_enumerated(monkeypatch) -> None:
+    from search_spaces.schema import MAX_GRID, IntParam
+
+    monkeypatch.setattr(IntParam, "values", lambda self: pytest.fail("enumerated a range"))
+    huge = {"type": "int", "low": 0, "high": 10**12}
+    spec = load_spec("pcd-digits", {"space.warmup": huge})
+    assert spec.space["warmup"].count() == 10**12 + 1 and spec.grid_size() > MAX_GRID
+    with pytest.raises(SpecError, match=r"space\.stages: value 1000000000000 is not allowed"):
+        load_spec("pcd-digits", {"space.stages": {**huge, "low": 1}})
+    with pytest.raises(SpecError, match=r"space: a grid of \d+ configurations; at most"):
+        load_spec("pcd-digits", {"sampler.type": "grid", "space": {"warmup": huge}})

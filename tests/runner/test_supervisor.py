@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from service.runner.launch import OUTCOME, read_attempt, write_outcome
 from service.runner.supervisor import Supervisor, uses_ray_jobs
 from service.settings import Settings
-from service.store import Store, StudyStatus, migrate
+from service.store import InvalidTransition, Store, StudyStatus, migrate
 
 
 def test_a_launch_failure_requeues_the_study_with_the_reason(tmp_path):
@@ -41,3 +45,118 @@ def test_optuna_storage_must_not_be_the_study_store():
     url = "postgresql+psycopg://postgres@127.0.0.1:5432/pcd"
     with pytest.raises(ValidationError, match="another database"):
         Settings(database_url=url, optuna_storage=url)
+
+
+class _SleepingDriver(Supervisor):
+    """Launches a stand-in driver that just waits (the outcome is written by the test)."""
+
+    def _driver_command(self, folder: Path) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    store = Store(url)
+    settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)
+    supervisor = _SleepingDriver(store, settings)
+    yield store, supervisor
+    for child in supervisor._children.values():
+        child.kill()
+        child.wait()
+
+
+def _kill_driver(supervisor: Supervisor, driver: str) -> None:
+    child = supervisor._children[int(driver.removeprefix("pid:"))]
+    child.kill()
+    child.wait()
+
+
+def test_a_resumed_study_ignores_the_previous_attempts_outcome(supervised) -> None:
+    store, supervisor = supervised
+    study, _ = store.create("s", {"name": "s"})
+    folder = supervisor.study_dir(study.id)
+    supervisor.reconcile()
+    first = store.get(study.id)
+    assert first.status == "running" and first.attempts == 1
+    assert read_attempt(folder) == 1
+    write_outcome(folder, "failed", "old error", attempt=1)
+    _kill_driver(supervisor, first.driver)
+    supervisor.reconcile()
+    assert store.get(study.id).status == "failed"
+
+    store.transition(study.id, StudyStatus.queued)  # a resume
+    supervisor.reconcile()
+    second = store.get(study.id)
+    assert second.status == "running" and second.attempts == 2
+    assert read_attempt(folder) == 2 and not (folder / OUTCOME).exists()
+    # the previous attempt's outcome turns up again (a late writer, shared storage)
+    write_outcome(folder, "failed", "old error", attempt=1)
+    for _ in range(3):
+        supervisor.reconcile()
+        assert store.get(study.id).status == "running"
+    assert store.counts() == {"running": 1}  # no second driver for the same study
+    write_outcome(folder, "succeeded", attempt=2)
+    supervisor.reconcile()
+    done = store.get(study.id)
+    assert done.status == "succeeded" and done.error is None
+
+
+def test_a_cancel_after_the_driver_wrote_its_outcome_keeps_the_outcome(supervised) -> None:
+    store, supervisor = supervised
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    write_outcome(supervisor.study_dir(study.id), "succeeded", attempt=1)
+    with pytest.raises(InvalidTransition, match="already succeeded"):
+        supervisor.cancel(study.id)
+    assert store.get(study.id).status == "succeeded"
+
+
+def test_a_cancel_stops_a_running_driver(supervised) -> None:
+    store, supervisor = supervised
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    driver = store.get(study.id).driver
+    supervisor.cancel(study.id)
+    assert store.get(study.id).status == "cancelled"
+    assert not supervisor.alive(driver)
+    with pytest.raises(InvalidTransition):
+        supervisor.cancel(study.id)
+
+
+class _EnvDumpingDriver(Supervisor):
+    def _driver_command(self, folder: Path) -> list[str]:
+        code = "import json, os; print(json.dumps(dict(os.environ)))"
+        return [sys.executable, "-c", code]
+
+
+def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("PCD_API_TOKENS", "secret-token:rw")
+    monkeypatch.setenv("PCD_DATABASE_URL", "postgresql+psycopg://u:secret@db/pcd")
+    migrate(url)
+    store = Store(url)
+    settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)
+    supervisor = _EnvDumpingDriver(store, settings)
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    for child in supervisor._children.values():
+        child.wait(timeout=30)
+    env = json.loads((supervisor.study_dir(study.id) / "driver.log").read_text())
+    assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
+    assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
+
+
+def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> None:
+    _, supervisor = supervised
+    folder = supervisor.study_dir("abc")
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text("{}")
+    supervisor.remove_study_dir("abc")
+    assert not folder.exists()
+    supervisor.remove_study_dir("..")
+    supervisor.remove_study_dir("")
+    assert supervisor.settings.studies_dir.is_dir()

@@ -122,3 +122,50 @@ def test_concurrent_transitions_only_one_wins(store: Store) -> None:
         t.join()
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
     assert store.get(study.id).attempts == 1
+
+
+def _before_statement(store: Store, verb: str, action) -> None:
+    """Run ``action`` (on another connection) just before this store's next ``verb``
+    statement: a concurrent writer landing in the middle of a store call, deterministically."""
+    from sqlalchemy import event
+
+    fired = []
+
+    def hook(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not fired and statement.lstrip().upper().startswith(verb):
+            fired.append(statement)
+            action()
+
+    event.listen(store.engine, "before_cursor_execute", hook)
+
+
+def test_a_resume_during_a_delete_keeps_the_study(store: Store) -> None:
+    study = store.create("a", SPEC)[0]
+    store.transition(study.id, StudyStatus.cancelled)
+    _before_statement(store, "DELETE", lambda: store.transition(study.id, StudyStatus.queued))
+    with pytest.raises(InvalidTransition, match="a queued study cannot be deleted"):
+        store.delete(study.id)
+    assert store.get(study.id).status == "queued"  # the resume's answer stays true
+
+
+def test_a_delete_during_a_transition_is_a_key_error(store: Store) -> None:
+    study = store.create("a", SPEC)[0]
+    store.transition(study.id, StudyStatus.cancelled)
+
+    def delete_it() -> None:
+        with store.engine.begin() as conn:
+            conn.execute(text("delete from studies where id = :id"), {"id": study.id})
+
+    _before_statement(store, "UPDATE", delete_it)
+    with pytest.raises(KeyError):
+        store.transition(study.id, StudyStatus.queued)
+    with pytest.raises(KeyError):
+        store.delete(study.id)
+
+
+def test_ids_no_database_can_hold_are_unknown(store: Store) -> None:
+    assert store.get("a\x00b") is None and store.by_idempotency_key("k\x00") is None
+    with pytest.raises(KeyError):
+        store.transition("a\x00b", StudyStatus.queued)
+    with pytest.raises(KeyError):
+        store.delete("a\x00b")

@@ -1,0 +1,65 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code=status, detail=detail, headers=headers)
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are limited to {limit} bytes")
+
+
+# What a database that is down, restarting or unreachable raises (not: bad statements or data)
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+)
+RETRY_AFTER_S = 5
+
+
+async def database_unavailable(request: Request, err: Exception) -> JSONResponse:
+    log.warning("%s %s: study database unavailable: %s", request.method, request.url.path, err)
+    return problem(
+        503,
+        TITLES[503],
+        "the study database is unreachable; retry later",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
