@@ -14,11 +14,19 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ours(pid: int) -> bool:
+    """In this PID namespace: Ray processes inside containers are not the rehearsal's."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
 def _ray_agents() -> set[int]:
     pids = set()
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(part.startswith("ray::") for part in (p.info["cmdline"] or [])):
+            if _ours(p.pid) and any(part.startswith("ray::") for part in (p.info["cmdline"] or [])):
                 pids.add(p.pid)
         except psutil.NoSuchProcess:
             continue
