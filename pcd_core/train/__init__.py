@@ -4,7 +4,14 @@ from pcd_core.train.checkpoint import CheckpointError, TeacherInfo, content_hash
 from pcd_core.train.config import DataConfig, TrainConfig
 from pcd_core.train.distiller import Distiller
 from pcd_core.train.logit_bank import LogitBank
-from pcd_core.train.trainer import EpochMetrics, RunResult, StopRun, prefill_logit_bank, train
+from pcd_core.train.trainer import (
+    EpochMetrics,
+    NonFiniteLoss,
+    RunResult,
+    StopRun,
+    prefill_logit_bank,
+    train,
+)
 
 __all__ = [
     "CheckpointError",
@@ -12,6 +19,7 @@ __all__ = [
     "Distiller",
     "EpochMetrics",
     "LogitBank",
+    "NonFiniteLoss",
     "RunResult",
     "StopRun",
     "TeacherInfo",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,11 @@ class RunResult:
 
 class StopRun(Exception):
     """Raised by an ``on_epoch_end`` callback to stop the run after the current epoch."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss (or the validation loss) became NaN or infinite: the run diverged.
+    Raised before the epoch is checkpointed or reported, so the last checkpoint is sound."""
 
 
 EpochCallback = Callable[[EpochMetrics, Path], None]
@@ -383,6 +389,8 @@ def train(
             val_per_class=list(val["per_class"]),  # type: ignore[arg-type]
             seconds=time.perf_counter() - started,
         )
+        if has_val and not math.isfinite(metrics.val_loss):
+            raise NonFiniteLoss(f"val_loss is {metrics.val_loss} at epoch {epoch}")
         if config.test_each_epoch:  # reporting only: never seen by a search
             metrics.test_top1 = float(
                 _evaluate(student, test_loader, num_classes, None, setup.amp)["top1"]
@@ -532,9 +540,11 @@ def _train_epoch(
     bank_logits: Tensor | None,
 ) -> tuple[dict[str, float], float]:
     """One pass over the training batches. Metrics accumulate on the device: no host sync
-    inside the step (one transfer at the end of the epoch)."""
+    inside the step (one transfer at the end of the epoch). NonFiniteLoss if the epoch's loss
+    is NaN or infinite, naming the first step where it was."""
     distiller.train()
     sums: dict[str, Tensor] = {}
+    totals: list[Tensor] = []  # each step's loss, kept on the device: read only on a non-finite
     correct = torch.zeros((), device=loader.device)
     seen = 0
     for batch in loader.epoch(epoch):
@@ -548,6 +558,7 @@ def _train_epoch(
                 teacher_logits=teacher_logits,
             )
         loss = sum(losses.values())
+        totals.append(loss.detach())  # type: ignore[union-attr]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         optimizer.step()
@@ -559,7 +570,25 @@ def _train_epoch(
         correct += (logits.detach().argmax(1) == batch.labels).sum()
     means = {name: v.item() / max(seen, 1) for name, v in sums.items()}
     means["total"] = sum(means.values())
+    if not math.isfinite(means["total"]):
+        raise NonFiniteLoss(_non_finite_message(means, epoch, _first_non_finite(totals)))
     return means, correct.item() / max(seen, 1) * 100
+
+
+def _first_non_finite(totals: list[Tensor]) -> int:
+    """The 1-based step of the first non-finite loss of an epoch (0: none). One transfer,
+    made only once an epoch's loss is known to be non-finite."""
+    if not totals:
+        return 0
+    bad = (~torch.isfinite(torch.stack(totals).float())).nonzero()
+    return int(bad[0, 0]) + 1 if len(bad) else 0
+
+
+def _non_finite_message(losses: dict[str, float], epoch: int, step: int) -> str:
+    """For example "loss is nan at epoch 3, step 17 (ce=nan, kd=0.41)"."""
+    terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items() if k != "total")
+    where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
+    return f"loss is {losses['total']} at {where} ({terms})"
 
 
 def _evaluate(

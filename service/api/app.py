@@ -498,6 +498,7 @@ def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
                 config=dict(run.data.params),
                 last=metrics,
                 best=best,
+                error=run.data.tags.get("pcd.error"),
                 mlflow_run_id=run.info.run_id,
             )
         )

@@ -68,6 +68,7 @@ class TrialOut(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     last: dict[str, float] = Field(default_factory=dict, description="last epoch's metrics")
     best: float | None = Field(None, description="best val_top1 over the trial's epochs")
+    error: str | None = Field(None, description="why the trial failed (one line)")
     mlflow_run_id: str
 
 

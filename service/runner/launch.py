@@ -70,6 +70,7 @@ def _timeline(event: str) -> None:
 
 def main(study_dir: Path, *, warm: bool = False) -> int:
     from search_spaces import parse_spec
+    from service.runner.errors import one_line
     from service.runner.study import run_study
 
     def on_term(signum, frame):  # a cancel: leave no outcome, the service records it
@@ -85,9 +86,10 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
         run_study(spec, study_dir, settings, on_phase=_timeline)
     except SystemExit:
         raise
-    except Exception as err:  # any failure is recorded with its reason
+    except Exception as err:  # any failure is recorded with its reason (the traceback: log)
         traceback.print_exc()
-        write_outcome(study_dir, "failed", f"{type(err).__name__}: {err}", attempt=attempt)
+        write_outcome(study_dir, "failed", one_line(err), attempt=attempt)
+        _timeline(f"failed: {one_line(err)}")
         return 1
     write_outcome(study_dir, "succeeded", attempt=attempt)
     _timeline("succeeded")

@@ -9,17 +9,22 @@ neither nests nor survives a restore.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+import cloudpickle
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from service.runner.errors import one_line
+
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "pcd.trial_id"
 # the Ray node that reported the trial's latest result (Tune's `node_ip` result key)
 NODE_TAG = "pcd.node_ip"
+ERROR_TAG = "pcd.error"  # a failed trial's reason, one line
 # Tune's own bookkeeping keys, not metrics of the run
 _SKIP = {
     "epoch",
@@ -169,8 +174,10 @@ class MLflowStudyCallback(Callback):
             self.client.set_tag(run_id, NODE_TAG, str(node))
             self._nodes[trial.trial_id] = str(node)
 
-    def _finish(self, trial: Trial, status: str) -> None:
+    def _finish(self, trial: Trial, status: str, error: str | None = None) -> None:
         run_id = self.run_id(trial)
+        if error is not None:
+            self.client.set_tag(run_id, ERROR_TAG, error)
         epochs = self._logged.get(trial.trial_id, 0)
         outcome = (
             "failed"
@@ -189,4 +196,18 @@ class MLflowStudyCallback(Callback):
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._finish(trial, RunStatus.to_string(RunStatus.FAILED))
+        self._finish(trial, RunStatus.to_string(RunStatus.FAILED), trial_error(trial))
+
+
+def trial_error(trial: Trial) -> str:
+    """Why a trial failed, one line (its exception, as the trial raised it), from the error
+    files Tune has just written to the trial's local folder (not yet to its storage)."""
+    pickled, text = trial.pickled_error_file, trial.error_file
+    try:
+        if pickled and Path(pickled).is_file():
+            return one_line(cloudpickle.loads(Path(pickled).read_bytes()))
+        if text and Path(text).is_file():
+            return one_line(Path(text).read_text())
+    except Exception as err:  # an unreadable error file: say so rather than fail the study
+        return f"error not readable: {one_line(err)}"
+    return "unknown error"

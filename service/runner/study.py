@@ -27,6 +27,7 @@ from pcd_core.data import load_dataset
 from pcd_core.models import build_model, count_parameters
 from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
 from search_spaces.schema import StudySpec
+from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
 from service.runner.space import define_by_run, make_sampler
 from service.runner.trainable import TrialContext, run_trial, trial_config
@@ -35,10 +36,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "pcd-studies"
 STATE_FILE = "study.json"
-
-
-class StudyError(RuntimeError):
-    """A study that cannot run (bad references, a spec that changed under a restore, ...)."""
+MAX_TAG = 5000  # characters of an MLflow tag value written here (MLflow takes 8000)
 
 
 @dataclass
@@ -67,6 +65,7 @@ class TrialRow:
     config: dict[str, Any]
     node_ip: str | None = None
     history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, epoch, value)
+    error: str | None = None  # why it failed, one line
 
 
 @dataclass
@@ -306,6 +305,16 @@ def _fail_orphans(storage: str, study_name: str) -> int:
     return len(orphans)
 
 
+@dataclass(frozen=True)
+class _Tracking:
+    """Where a study's runs are tracked: its MLflow client and parent run."""
+
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
 def run_study(
     spec: StudySpec,
     study_dir: Path,
@@ -314,7 +323,10 @@ def run_study(
     callbacks: list[tune.Callback] | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> StudyResult:
-    """Run (or resume, if ``study_dir`` holds a started study) a study to the end."""
+    """Run (or resume, if ``study_dir`` holds a started study) a study to the end.
+
+    Raises StudyError when no trial completed; on any failure the parent run and the trial
+    runs left running are closed as FAILED with the reason (pcd.error)."""
     settings = settings or RunnerSettings()
     study_dir = Path(study_dir).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -332,19 +344,33 @@ def run_study(
     state.save()
 
     tracking_uri = settings.tracking_uri or _sqlite(study_dir / "mlflow.db")
-    storage = settings.optuna_storage or _sqlite(study_dir / "optuna.db")
-    study_name = f"{spec.name}-{study_dir.name}"
     phase("tracking")
     client = MlflowClient(tracking_uri)
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
+    tracking = _Tracking(client, tracking_uri, experiment_id, parent_run_id)
+    try:
+        return _run_tracked(spec, study_dir, settings, state, tracking, callbacks, phase)
+    except Exception as err:
+        close_failed_runs(tracking, one_line(err))
+        raise
 
+
+def _run_tracked(
+    spec: StudySpec,
+    study_dir: Path,
+    settings: RunnerSettings,
+    state: _State,
+    tracking: _Tracking,
+    callbacks: list[tune.Callback] | None,
+    phase: Callable[[str], None],
+) -> StudyResult:
     phase("ray")
     init_ray(settings)
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)
     ctx = TrialContext(
-        spec_json=spec_json,
+        spec_json=spec.model_dump(mode="json"),
         teacher=teacher,
         teacher_hash=teacher_hash,
         data_root=data_root,
@@ -357,132 +383,194 @@ def run_study(
         # a fixed study only trains on the whole training split (the promotion's runs)
         probe = trial_config(ctx, {}, val_fraction=0.0 if spec.is_fixed else None)
         ray.get(_prefill_remote.options(**_remote_opts(spec)).remote(probe.model_dump(mode="json")))
+    t = tracking
     if spec.is_fixed:
-        return _finish_fixed(spec, ctx, client, parent_run_id, tracking_uri, state, phase)
+        return _finish_fixed(spec, ctx, t.client, t.parent_run_id, t.uri, state, phase)
 
     phase("search")
+    storage = settings.optuna_storage or _sqlite(study_dir / "optuna.db")
+    study_name = f"{spec.name}-{study_dir.name}"
+    tuner, restored = _tuner(spec, ctx, settings, tracking, storage, study_name, callbacks, phase)
+    state.data["restored"] = state.data.get("restored", 0) + int(restored)
+    state.save()
+    grid = tuner.fit()
+    orphans = _fail_orphans(storage, study_name)
+    first_metric, first_mode = spec.objective.metric, spec.objective.mode
+    rows = [_trial_row(result, first_metric, first_mode) for result in grid]
+    best_row = _best_row(rows, first_mode)
+    t.client.set_tag(t.parent_run_id, "pcd.orphaned_trials_failed", str(orphans))
+    _log_trial_failures(t.client, t.parent_run_id, rows)
+    if best_row is None:
+        raise StudyError(no_trial_completed(rows))
+
+    result = StudyResult(
+        name=spec.name,
+        study_dir=study_dir,
+        parent_run_id=t.parent_run_id,
+        tracking_uri=t.uri,
+        best_config=best_row.config,
+        best_value=best_row.best,
+        best_trial_id=best_row.trial_id,
+        trials=rows,
+    )
+    t.client.log_metric(t.parent_run_id, f"best_{first_metric}", float(best_row.best))  # type: ignore[arg-type]
+    for key, value in best_row.config.items():
+        t.client.set_tag(t.parent_run_id, f"best.{key}", str(value))
+    phase("promotion")
+    result.promotion = _promote(spec, ctx, best_row.config, study_dir, state)
+    _log_plots(
+        t.client, t.parent_run_id, storage, study_name, best_row.trial_id, first_metric, study_dir
+    )
+    _log_promotion(t.client, t.parent_run_id, result.promotion)
+    _write_summary(t.client, result, state)
+    return result
+
+
+def _tuner(
+    spec: StudySpec,
+    ctx: TrialContext,
+    settings: RunnerSettings,
+    tracking: _Tracking,
+    storage: str,
+    study_name: str,
+    callbacks: list[tune.Callback] | None,
+    phase: Callable[[str], None],
+) -> tuple[tune.Tuner, bool]:
+    """The study's Tuner, restored from its experiment when there is one (and whether)."""
     metric, mode = _objective(spec)
-    first_metric = metric if isinstance(metric, str) else metric[0]
-    first_mode = mode if isinstance(mode, str) else mode[0]
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     # Tune's storage: the study folder, or a URI shared by every node (e.g. s3://bucket/tune)
+    study_dir = Path(ctx.study_dir)
     storage_path = (
         f"{settings.tune_storage.rstrip('/')}/{study_dir.name}"
         if settings.tune_storage
         else str(study_dir / "tune")
     )
     experiment_path = f"{storage_path}/search"
-    tracking = MLflowStudyCallback(
-        tracking_uri, experiment_id, parent_run_id, spec.budget.max_epochs
-    )
     if tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
             experiment_path, trainable=trainable, resume_errored=True, restart_errored=False
         )
-        restored = True
-    else:
-        searcher = RestorableOptunaSearch(
-            space=define_by_run(spec),
-            metric=metric,
-            mode=mode,
-            sampler=make_sampler(spec),
-            study_name=study_name,
-            storage=optuna.storages.RDBStorage(storage),
-            seed=spec.seed,
+        return tuner, True
+    searcher = RestorableOptunaSearch(
+        space=define_by_run(spec),
+        metric=metric,
+        mode=mode,
+        sampler=make_sampler(spec),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage),
+        seed=spec.seed,
+    )
+    scheduler = (
+        ASHAScheduler(
+            time_attr="epoch",
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            max_t=spec.budget.max_epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
         )
-        scheduler = (
-            ASHAScheduler(
-                time_attr="epoch",
-                metric=first_metric,
-                mode=first_mode,
-                max_t=spec.budget.max_epochs,
-                grace_period=spec.scheduler.grace_period,
-                reduction_factor=spec.scheduler.reduction_factor,
-            )
-            if spec.scheduler.type == "asha"
-            else FIFOScheduler()
-        )
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
-                scheduler=scheduler,
-                num_samples=spec.budget.trials,
-                time_budget_s=spec.budget.time_limit_s,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name="search",
-                storage_path=storage_path,
-                callbacks=[tracking, _TrialTimeline(phase), *(callbacks or [])],
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                verbose=0,
-            ),
-        )
-        restored = False
-    state.data["restored"] = state.data.get("restored", 0) + int(restored)
-    state.save()
-    grid = tuner.fit()
-    orphans = _fail_orphans(storage, study_name)
+        if spec.scheduler.type == "asha"
+        else FIFOScheduler()
+    )
+    mlflow_callback = MLflowStudyCallback(
+        tracking.uri, tracking.experiment_id, tracking.parent_run_id, spec.budget.max_epochs
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
+            scheduler=scheduler,
+            num_samples=spec.budget.trials,
+            time_budget_s=spec.budget.time_limit_s,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="search",
+            storage_path=storage_path,
+            callbacks=[mlflow_callback, _TrialTimeline(phase), *(callbacks or [])],
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+        ),
+    )
+    return tuner, False
 
-    rows = []
-    for result in grid:
-        history = result.metrics_dataframe
-        values = (
-            history[first_metric].tolist()
-            if history is not None and first_metric in history
-            else []
-        )
-        best = (max(values) if first_mode == "max" else min(values)) if values else None
-        timeline = (
-            list(zip(history["timestamp"], history["epoch"], values, strict=False))
-            if values and "timestamp" in history and "epoch" in history
-            else []
-        )
-        rows.append(
-            TrialRow(
-                trial_id=str(result.metrics.get("trial_id", "")),
-                status="ERROR" if result.error else "TERMINATED",
-                epochs=int(result.metrics.get("epoch", 0) or 0),
-                last=result.metrics.get(first_metric),
-                best=best,
-                config={k: v for k, v in result.config.items() if not k.startswith("_")},
-                node_ip=result.metrics.get("node_ip"),
-                history=[(float(t), int(e), float(v)) for t, e, v in timeline],
-            )
-        )
-    scored = [r for r in rows if r.best is not None]
-    best_row = (
-        (max if first_mode == "max" else min)(scored, key=lambda r: r.best) if scored else None
+
+def _trial_row(result: Any, metric: str, mode: str) -> TrialRow:
+    """One trial's row from its Tune result: its history of ``metric`` and, if it failed,
+    why (one line)."""
+    history = result.metrics_dataframe
+    values = history[metric].tolist() if history is not None and metric in history else []
+    best = (max(values) if mode == "max" else min(values)) if values else None
+    timeline = (
+        list(zip(history["timestamp"], history["epoch"], values, strict=False))
+        if values and "timestamp" in history and "epoch" in history
+        else []
+    )
+    return TrialRow(
+        trial_id=str(result.metrics.get("trial_id", "")),
+        status="ERROR" if result.error else "TERMINATED",
+        epochs=int(result.metrics.get("epoch", 0) or 0),
+        last=result.metrics.get(metric),
+        best=best,
+        config={k: v for k, v in result.config.items() if not k.startswith("_")},
+        node_ip=result.metrics.get("node_ip"),
+        history=[(float(t), int(e), float(v)) for t, e, v in timeline],
+        error=one_line(result.error) if result.error else None,
     )
 
-    result = StudyResult(
-        name=spec.name,
-        study_dir=study_dir,
-        parent_run_id=parent_run_id,
-        tracking_uri=tracking_uri,
-        best_config=best_row.config if best_row else {},
-        best_value=best_row.best if best_row else None,
-        best_trial_id=best_row.trial_id if best_row else None,
-        trials=rows,
-    )
-    client.set_tag(parent_run_id, "pcd.orphaned_trials_failed", str(orphans))
-    if best_row is not None:
-        client.log_metric(parent_run_id, f"best_{first_metric}", float(best_row.best))
-        for key, value in best_row.config.items():
-            client.set_tag(parent_run_id, f"best.{key}", str(value))
-        phase("promotion")
-        result.promotion = _promote(spec, ctx, best_row.config, study_dir, state)
-        _log_plots(
-            client, parent_run_id, storage, study_name, best_row.trial_id, first_metric, study_dir
+
+def _best_row(rows: list[TrialRow], mode: str) -> TrialRow | None:
+    """The best trial that did not fail (a failed trial's earlier epochs do not count)."""
+    scored = [r for r in rows if r.best is not None and r.error is None]
+    if not scored:
+        return None
+    return (max if mode == "max" else min)(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+
+
+def no_trial_completed(rows: list[TrialRow]) -> str:
+    """Why a study has no best trial, one line."""
+    failed = [r for r in rows if r.error is not None]
+    if not rows:
+        return "no trial completed: no trial ran"
+    reason = f"no trial completed: {len(failed)} of {len(rows)} trials failed"
+    if failed:
+        reason += f"; trial {failed[0].trial_id}: {failed[0].error}"
+    return reason
+
+
+def _log_trial_failures(client: MlflowClient, run_id: str, rows: list[TrialRow]) -> None:
+    """The parent run's count of failed trials and their reasons (pcd.trial_errors: JSON,
+    trial id to reason, clipped to what an MLflow tag holds)."""
+    errors = {r.trial_id: r.error for r in rows if r.error is not None}
+    client.set_tag(run_id, "pcd.failed_trials", str(len(errors)))
+    if errors:
+        client.set_tag(run_id, "pcd.trial_errors", json.dumps(errors)[:MAX_TAG])
+
+
+def close_failed_runs(tracking: _Tracking, error: str) -> None:
+    """After a study failed: its parent run FAILED with the reason, and trial runs it left
+    RUNNING FAILED too. Best effort: MLflow itself may be why the study failed."""
+    t = tracking
+    try:
+        t.client.set_tag(t.parent_run_id, "pcd.error", error[:MAX_TAG])
+        t.client.set_terminated(t.parent_run_id, status="FAILED")
+        running = t.client.search_runs(
+            [t.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{t.parent_run_id}' "
+            "and attributes.status = 'RUNNING'",
+            max_results=10000,
         )
-    _log_promotion(client, parent_run_id, result.promotion)
-    _write_summary(client, result, state)
-    return result
+        for run in running:
+            t.client.set_tag(run.info.run_id, "pcd.outcome", "failed")
+            t.client.set_tag(run.info.run_id, "pcd.error", f"study failed: {error}"[:MAX_TAG])
+            t.client.set_terminated(run.info.run_id, status="FAILED")
+    except Exception:
+        log.warning("could not close the study's MLflow runs", exc_info=True)
 
 
 def _log_promotion(client: MlflowClient, run_id: str, promotion: dict[str, dict[str, Any]]) -> None:

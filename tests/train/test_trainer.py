@@ -13,6 +13,7 @@ from pcd_core.models import build_model
 from pcd_core.train import (
     CheckpointError,
     Distiller,
+    NonFiniteLoss,
     StopRun,
     TrainConfig,
     load_teacher,
@@ -105,6 +106,17 @@ def test_callback_can_stop_a_run(tmp_path) -> None:
     )
     assert [e for e, _ in seen] == [1, 2] and seen[0][1] == tmp_path
     assert not result.completed and result.test == {}
+
+
+def test_a_diverging_run_fails_naming_epoch_and_step(tmp_path) -> None:
+    """lr 10 with momentum 0.99 sends cnn_small's loss to NaN within the first epoch: the run
+    fails saying where, before that epoch is checkpointed or reported."""
+    reported = []
+    config = TrainConfig(arch="cnn_small", epochs=2, lr=10.0, momentum=0.99, weight_decay=0.0)
+    with pytest.raises(NonFiniteLoss, match=r"^loss is (nan|inf) at epoch 1, step \d+ \(ce="):
+        train(config, tmp_path, on_epoch_end=lambda m, _: reported.append(m))
+    assert reported == [] and not (tmp_path / "last.pt").exists()
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
 
 
 def test_teacher_is_frozen_by_construction(digits_teacher) -> None:
