@@ -249,9 +249,15 @@ class Sampler(_Strict):
     type: Literal["tpe", "random", "grid", "cmaes", "nsga2"] = "tpe"
 
 
+# Per trial; a node larger than this is not built. (Whether the cluster has such a node is
+# checked by the study driver against the cluster itself.)
+MAX_TRIAL_CPUS = 1024
+MAX_TRIAL_GPUS = 16
+
+
 class Resources(_Strict):
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    cpus: float = Field(1.0, gt=0, le=MAX_TRIAL_CPUS)
+    gpus: float = Field(0.0, ge=0, le=MAX_TRIAL_GPUS)
 
 
 class Promotion(_Strict):

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         None, description="Ray Tune storage URI shared by all nodes (default: the study folder)"
     )
     optuna_storage: str | None = Field(None, description="Optuna storage; default per study")
+    cluster_autoscales: bool = Field(
+        False,
+        description="the Ray cluster adds nodes on demand: a trial's resources are not refused "
+        "for want of a node that exists now",
+    )
     data_root: Path = Field(Path("data"), description="root of dataset folders")
     teacher_root: Path = Field(Path("teachers"), description="root of teacher checkpoints")
     studies_dir: Path = Field(Path("runs/studies"), description="study folders (shared storage)")

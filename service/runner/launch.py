@@ -108,6 +108,7 @@ def _settings():
         data_root=Path(env["PCD_DATA_ROOT"]) if env.get("PCD_DATA_ROOT") else None,
         teacher_root=Path(env["PCD_TEACHER_ROOT"]) if env.get("PCD_TEACHER_ROOT") else None,
         num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
+        cluster_autoscales=env.get("PCD_CLUSTER_AUTOSCALES", "").lower() in ("1", "true", "yes"),
     )
 
 

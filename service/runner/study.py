@@ -29,6 +29,7 @@ from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
 from search_spaces.schema import StudySpec
 from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
+from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
 from service.runner.trainable import TrialContext, run_trial, trial_config
 
@@ -53,6 +54,9 @@ class RunnerSettings:
     # teacher-logit banks (keyed by teacher hash and data pipeline, so studies that share a
     # teacher can share one folder); None: <study_dir>/logit_bank
     logit_bank_root: Path | None = None
+    # the cluster adds nodes on demand (an autoscaler): no request is refused for want of a
+    # node that exists now, unless the autoscaler publishes its node types
+    cluster_autoscales: bool = False
 
 
 @dataclass
@@ -366,6 +370,7 @@ def _run_tracked(
 ) -> StudyResult:
     phase("ray")
     init_ray(settings)
+    check_resources(spec, may_grow=settings.cluster_autoscales)
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)

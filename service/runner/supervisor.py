@@ -86,6 +86,7 @@ class Supervisor:
             "PCD_TUNE_STORAGE": s.tune_storage,
             "PCD_DATA_ROOT": str(s.data_root.resolve()),
             "PCD_TEACHER_ROOT": str(s.teacher_root.resolve()),
+            "PCD_CLUSTER_AUTOSCALES": "true" if s.cluster_autoscales else "",
         }
         return {key: value for key, value in env.items() if value}
 

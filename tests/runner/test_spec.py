@@ -56,6 +56,8 @@ def test_builtin_spaces_load() -> None:
         ({"teacher": {"arch": "cnn_small", "checkpoint": "t.pt"}}, "either checkpoint"),
         ({"scheduler.grace_period": 50}, "grace_period must not exceed"),
         ({"training.optimizer": "adam"}, "training.optimizer: not a training option"),
+        ({"resources.cpus": 1e6}, "resources.cpus: Input should be less than or equal to 1024"),
+        ({"resources.gpus": 100}, "resources.gpus: Input should be less than or equal to 16"),
     ],
 )
 def test_bad_specs_name_file_field_and_rule(override, message) -> None:

@@ -1,5 +1,5 @@
 """Failures that must not look like success: diverging trials, a study without a completed
-trial. `pcd study run` on a local Ray, as in
+trial, a resource request no node can hold. `pcd study run` on a local Ray, as in
 test_study_local, with its local MLflow store read back."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+
+from service.runner.resources import NodeShape, infeasible, live_shapes
 
 from .conftest import run_cli
 
@@ -100,3 +102,44 @@ def test_a_study_without_a_completed_trial_fails(tmp_path) -> None:
     assert parent.data.tags["pcd.error"].startswith("StudyError: no trial completed")
     assert [c.info.status for c in children] == ["FAILED"]
     assert children[0].data.tags["pcd.error"].startswith("NonFiniteLoss: loss is nan")
+
+
+def test_a_request_no_node_can_hold_fails_at_once(tmp_path) -> None:
+    study_dir = tmp_path / "gpu"
+    proc = _run(study_dir, "--set", "resources.gpus=1", "--set", "budget.trials=1")
+    assert proc.returncode == 1
+    assert "resources.gpus=1: no node of the cluster has a GPU (nodes: " in proc.stderr
+    assert "2 CPU, 0 GPU" in proc.stderr
+    assert not (study_dir / "teacher").exists()  # failed before any task was queued
+    parents, _ = _runs(study_dir)
+    assert parents[0].info.status == "FAILED"
+    assert parents[0].data.tags["pcd.error"].startswith("StudyError: resources.gpus=1")
+
+
+CPU_NODES = [NodeShape("10.0.0.1", 8, 0), NodeShape("10.0.0.2", 4, 0)]
+GPU_NODES = [NodeShape("10.0.0.3", 16, 2), NodeShape("node type gpu", 8, 4)]
+
+
+def test_feasibility_is_per_node() -> None:
+    assert infeasible(8, 0, CPU_NODES) is None and infeasible(8, 4, GPU_NODES) is None
+    assert infeasible(1, 1, CPU_NODES) == (
+        "resources.gpus=1: no node of the cluster has a GPU "
+        "(nodes: 10.0.0.1: 8 CPU, 0 GPU; 10.0.0.2: 4 CPU, 0 GPU)"
+    )
+    assert infeasible(12, 0, CPU_NODES).startswith(  # 12 CPUs in all, but on no one node
+        "resources.cpus=12: no node of the cluster has 12 CPUs (nodes: "
+    )
+    assert infeasible(1, 8, GPU_NODES).startswith("resources.gpus=8: no node of the cluster has 8")
+    assert infeasible(16, 4, GPU_NODES).startswith(
+        "resources: no node of the cluster has 16 CPUs and 4 GPUs together"
+    )
+    many = [NodeShape(f"10.0.1.{i}", 1, 0) for i in range(20)]
+    assert infeasible(2, 0, many).endswith("10.0.1.7: 1 CPU, 0 GPU; and 12 more)")
+
+
+def test_dead_nodes_do_not_count() -> None:
+    nodes = [
+        {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 2.0}},
+        {"Alive": False, "NodeManagerAddress": "10.0.0.9", "Resources": {"CPU": 64.0, "GPU": 8}},
+    ]
+    assert live_shapes(nodes) == [NodeShape("10.0.0.1", 2.0, 0.0)]
