@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from search_spaces.errors import describe_validation_error
 from search_spaces.schema import StudySpec
 
 SPEC_DIR = Path(__file__).parent
@@ -48,12 +49,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-after"))
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return f"{source}: " + "; ".join(parts)
+    return f"{source}: {describe_validation_error(err)}"
 
 
 def parse_spec(

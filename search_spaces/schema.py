@@ -29,6 +29,8 @@ from pcd_core.models import MODELS
 TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
 # Most configurations a grid may have (Optuna's grid sampler lists them all).
 MAX_GRID = 100_000
+# Seeds feed numpy's and Python's generators, which take 32 bits.
+MAX_SEED = 2**32 - 1
 
 
 class _Strict(BaseModel):
@@ -159,7 +161,7 @@ class DataSpec(_Strict):
     name: str = "digits"
     root: str | None = Field(None, description="folder name under the configured data root")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="tuning is on val: > 0")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _known(self) -> DataSpec:
@@ -178,7 +180,7 @@ class TrainingSpec(_Strict):
     batch_size: int | None = Field(None, ge=1, le=65536)
     momentum: float | None = Field(None, ge=0.0, lt=1.0)
     epochs: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     @model_serializer(mode="wrap")
     def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -270,6 +272,17 @@ class Promotion(_Strict):
     )
 
 
+def _with_option(fixed: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    """Method options with ``name`` set to ``value``: split_ratio needs split=geometric (the
+    conditional rule is checked separately)."""
+    options = {**fixed, name: value}
+    if name == "split_ratio":
+        options["split"] = "geometric"
+    elif "split_ratio" in options and options.get("split") != "geometric":
+        options.pop("split_ratio")
+    return options
+
+
 def _check_training_values(name: str, param: Any) -> None:
     """A searched training option's extremes must be legal fixed values of it."""
     for value in param.extremes():
@@ -303,7 +316,7 @@ class StudySpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     concurrency: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     promotion: Promotion = Field(default_factory=Promotion)
 
     @model_validator(mode="before")
@@ -380,20 +393,45 @@ class StudySpec(_Strict):
             raise ValueError("scheduler.grace_period must not exceed budget.max_epochs")
         return self
 
+    def _fixed_options(self) -> dict[str, Any]:
+        return {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}
+
     def _check_values(self, name: str, param: Any) -> None:
         """Every extreme or choice must be a legal value of the method option."""
-        fixed = {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}
+        fixed = self._fixed_options()
         for value in param.extremes():  # bounds are intervals: the ends decide, never enumerate
-            options = {**fixed, name: value}
-            # split_ratio needs split=geometric; the conditional rule is checked separately
-            if name == "split_ratio":
-                options["split"] = "geometric"
-            elif "split_ratio" in options and options.get("split") != "geometric":
-                options.pop("split_ratio")
+            options = _with_option(fixed, name, value)
             try:
                 parse_options(self.method, options)
             except MethodOptionError as err:
                 raise ValueError(f"space.{name}: value {value!r} is not allowed: {err}") from None
+
+    def check_classes(self, num_classes: int) -> None:
+        """ValueError naming the field if the method (at the space's fixed values and the low
+        end of each searched option, then at each end of each searched option) or a promotion
+        baseline cannot work with ``num_classes`` classes (e.g. more PCD stages than classes)."""
+        names = set(METHODS[self.method].options.model_fields)
+        searched = {
+            k: p.extremes()
+            for k, p in self.space.items()
+            if k in names and not isinstance(p, FixedParam)
+        }
+        base = {k: v for k, v in self._fixed_options().items() if k in names}
+        for name, ends in searched.items():
+            base = _with_option(base, name, ends[0])
+        points: list[tuple[str, str, dict[str, Any]]] = [("space", self.method, base)]
+        for name, ends in searched.items():
+            points += [(f"space.{name}", self.method, _with_option(base, name, v)) for v in ends]
+        points += [("promotion.baselines", baseline, {}) for baseline in self.promotion.baselines]
+        for field, method, options in points:
+            try:
+                parsed = parse_options(method, options)
+            except MethodOptionError:  # a combination a condition rules out: not ours to judge
+                continue
+            try:
+                METHODS[method].factory(parsed).check(num_classes)
+            except MethodOptionError as err:
+                raise ValueError(f"{field}: {err}") from None
 
     @property
     def is_fixed(self) -> bool:

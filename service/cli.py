@@ -353,7 +353,26 @@ def serve(
     except (ValidationError, ValueError) as err:
         _fail(str(err).splitlines()[0], 2)
         return
+    _check_database(settings.database_url)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, workers=1)
+
+
+def _check_database(url: str) -> None:
+    """Exit with one line (the database's host, never its password) when the study store
+    cannot be reached or migrated: the API would only fail at start-up with a traceback."""
+    from sqlalchemy.engine import make_url
+
+    from service.store import migrate
+
+    try:
+        migrate(url)
+    except Exception as err:
+        try:
+            parsed = make_url(url)
+            where = f"host {parsed.host}" if parsed.host else f"a local {parsed.drivername} file"
+        except Exception:
+            where = "an unparseable URL"
+        _fail(f"the study database (PCD_DATABASE_URL, {where}) is unusable: {type(err).__name__}")
 
 
 def _client():

@@ -33,7 +33,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search_spaces import builtin_names, load_spec
-from service.api.errors import DATABASE_OUTAGES, TITLES, ApiError, database_unavailable, problem
+from service.api.errors import (
+    DATABASE_OUTAGES,
+    TITLES,
+    ApiError,
+    database_unavailable,
+    problem,
+    redact_paths,
+)
 from service.api.limits import LimitsAndMetrics
 from service.api.schemas import (
     BestTrial,
@@ -181,6 +188,15 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         progress_cache[record.id] = (time.monotonic(), key, value)
         return value
 
+    server_paths = {
+        "<studies>": settings.studies_dir,
+        "<data root>": settings.data_root,
+        "<teacher root>": settings.teacher_root,
+    }
+
+    def public(text: str | None) -> str | None:
+        return redact_paths(text, server_paths)
+
     def study_out(request: Request, record: StudyRecord) -> StudyOut:
         base = str(request.url_for("get_study", study_id=record.id))
         counters, best, promotion, mlflow_url = progress(record)
@@ -188,7 +204,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             id=record.id,
             name=record.name,
             status=record.status,
-            error=record.error,
+            error=public(record.error),
             attempts=record.attempts,
             created_at=record.created_at,
             updated_at=record.updated_at,
@@ -346,7 +362,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         limit: int = Query(50, ge=1, le=500),
     ) -> TrialPage:
         record = get_record(store(request), study_id)
-        trials = _trials(settings, record)
+        trials = [
+            t.model_copy(update={"error": public(t.error)}) for t in _trials(settings, record)
+        ]
         return TrialPage(
             items=trials[offset : offset + limit], total=len(trials), offset=offset, limit=limit
         )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import sys
+from pathlib import Path
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -63,3 +66,22 @@ async def database_unavailable(request: Request, err: Exception) -> JSONResponse
         "the study database is unreachable; retry later",
         {"Retry-After": str(RETRY_AFTER_S)},
     )
+
+
+# an absolute path of two or more parts not inside a URL (http://host/a/b stays)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.<>-])/(?:[\w.\-]+/)+[\w.\-]*")
+INSTALL_DIR = Path(__file__).resolve().parents[2]
+
+
+def redact_paths(text: str | None, named: dict[str, Path]) -> str | None:
+    """``text`` without the server's paths: the folders in ``named`` (and the install and
+    Python folders) by their names, any other absolute path as ``<path>``."""
+    if not text:
+        return text
+    places = {**named, "<pcd>": INSTALL_DIR, "<python>": Path(sys.prefix)}
+    # longest first: a folder inside another is named by its own name
+    for name, folder in sorted(places.items(), key=lambda kv: -len(str(kv[1]))):
+        for variant in {str(folder), str(folder.resolve())}:
+            if len(variant) > 1:
+                text = text.replace(variant, name)
+    return _ABSOLUTE_PATH.sub("<path>", text)

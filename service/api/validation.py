@@ -13,11 +13,14 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from pydantic import ValidationError
 
 from search_spaces import SpecError, builtin_names, load_spec, parse_spec
+from search_spaces.errors import describe_validation_error
 from search_spaces.schema import StudySpec
 from service.api.body import parse_json
 from service.api.errors import ApiError
+from service.api.references import check_references
 from service.api.schemas import NamedSpaceRequest
 from service.settings import Settings
 
@@ -51,6 +54,7 @@ class SpecValidator:
             raise ApiError(422, "body: a study spec or a named space must be a JSON object")
         spec = _spec(body)
         check_limits(spec, self.settings)
+        check_references(spec, self.settings)
         return spec
 
 
@@ -62,6 +66,8 @@ def _spec(body: dict[str, Any]) -> StudySpec:
         return parse_spec(body, source="body")
     except SpecError as err:
         raise ApiError(422, str(err)) from None
+    except ValidationError as err:  # of the request's own model: "field: message", no class
+        raise ApiError(422, describe_validation_error(err)) from None
     except ValueError as err:
         raise ApiError(422, str(err).splitlines()[0]) from None
 
