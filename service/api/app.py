@@ -54,6 +54,7 @@ from service.api.schemas import (
     ValidationOut,
 )
 from service.api.validation import SpecValidator
+from service.mlflow_reads import bound_reads
 from service.runner.supervisor import Supervisor
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
@@ -80,6 +81,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
     settings = settings or Settings()
     tokens = settings.tokens()
+    bound_reads(settings.mlflow_read_timeout_s)
     registry = CollectorRegistry()
     requests_total = Counter(
         "pcd_http_requests_total",
@@ -172,9 +174,10 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     # ------------------------------------------------------------- helpers
     progress_cache: dict[str, tuple[float, str, Any]] = {}
 
-    def progress(record: StudyRecord) -> Any:
+    def progress(record: StudyRecord) -> tuple[Any, bool]:
         """A study's progress from MLflow, re-read at most every 2 s while it runs and once
-        after it finished (the hot path of GET /v1/studies/{id})."""
+        after it finished (the hot path of GET /v1/studies/{id}); and whether it is the last
+        known progress because MLflow did not answer."""
         key = f"{record.status}:{record.updated_at}"
         cached = progress_cache.get(record.id)
         finished = record.status in ("succeeded", "failed", "cancelled")
@@ -183,10 +186,13 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             and cached[1] == key
             and (finished or time.monotonic() - cached[0] < 2.0)
         ):
-            return cached[2]
-        value = _progress(settings, record)
+            return cached[2], False
+        try:
+            value = _progress(settings, record)
+        except TrackingUnavailable:  # the last known state, said to be such
+            return (cached[2] if cached else _progress(settings, record, runs=[])), True
         progress_cache[record.id] = (time.monotonic(), key, value)
-        return value
+        return value, False
 
     server_paths = {
         "<studies>": settings.studies_dir,
@@ -199,7 +205,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     def study_out(request: Request, record: StudyRecord) -> StudyOut:
         base = str(request.url_for("get_study", study_id=record.id))
-        counters, best, promotion, mlflow_url = progress(record)
+        (counters, best, promotion, mlflow_url), stale = progress(record)
         return StudyOut(
             id=record.id,
             name=record.name,
@@ -213,6 +219,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             trials=counters,
             best=best,
             promotion=promotion,
+            stale=stale,
             links=Links(self=base, trials=f"{base}/trials", mlflow=mlflow_url),
         )
 
@@ -235,6 +242,21 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         if record is None:
             raise ApiError(404, f"no study {study_id!r}")
         return record
+
+    trials_cache: dict[str, list[TrialOut]] = {}
+
+    def known_trials(record: StudyRecord) -> tuple[list[TrialOut], bool]:
+        """A study's trials, or the last known ones (and True) when MLflow does not answer."""
+        try:
+            trials = [
+                t.model_copy(update={"error": public(t.error)}) for t in _trials(settings, record)
+            ]
+        except TrackingUnavailable:
+            return trials_cache.get(record.id, []), True
+        if len(trials_cache) > 1024:
+            trials_cache.clear()
+        trials_cache[record.id] = trials
+        return trials, False
 
     # ------------------------------------------------------------- routes
     @app.get("/healthz", tags=["health"])
@@ -362,11 +384,13 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         limit: int = Query(50, ge=1, le=500),
     ) -> TrialPage:
         record = get_record(store(request), study_id)
-        trials = [
-            t.model_copy(update={"error": public(t.error)}) for t in _trials(settings, record)
-        ]
+        trials, stale = known_trials(record)
         return TrialPage(
-            items=trials[offset : offset + limit], total=len(trials), offset=offset, limit=limit
+            items=trials[offset : offset + limit],
+            total=len(trials),
+            offset=offset,
+            limit=limit,
+            stale=stale,
         )
 
     @app.post(
@@ -443,6 +467,10 @@ def _client(settings: Settings, record: StudyRecord, state: dict[str, Any]) -> A
     return MlflowClient(uri)
 
 
+class TrackingUnavailable(RuntimeError):
+    """MLflow did not answer (an outage, or a store the driver is still creating)."""
+
+
 def _child_runs(client: Any, state: dict[str, Any]) -> list[Any]:
     if client is None:
         return []
@@ -453,14 +481,24 @@ def _child_runs(client: Any, state: dict[str, Any]) -> list[Any]:
     )
 
 
-def _progress(settings: Settings, record: StudyRecord):
+@contextmanager
+def _reading(record: StudyRecord) -> Iterator[None]:
+    """MLflow's errors as TrackingUnavailable (logged, without a traceback)."""
+    try:
+        yield
+    except Exception as err:
+        log.warning("study %s: MLflow not readable: %s: %s", record.id, type(err).__name__, err)
+        raise TrackingUnavailable(str(err)) from None
+
+
+def _progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = None):
+    """Counters, best trial, promotion and MLflow link; TrackingUnavailable if MLflow does
+    not answer (``runs``: use these instead of reading them)."""
     counters, best, promotion, mlflow_url = TrialCounters(), None, {}, None
     state = _study_state(record)
-    try:
-        runs = _child_runs(_client(settings, record, state), state)
-    except Exception:  # the driver may be creating its tracking store right now
-        log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
-        runs = []
+    if runs is None:
+        with _reading(record):
+            runs = _child_runs(_client(settings, record, state), state)
     for run in runs:
         outcome = run.data.tags.get("pcd.outcome")
         if run.info.status == "RUNNING":
@@ -495,15 +533,16 @@ def _progress(settings: Settings, record: StudyRecord):
 
 
 def _trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
+    """A study's trials, best first; TrackingUnavailable if MLflow does not answer."""
+    with _reading(record):
+        return _read_trials(settings, record)
+
+
+def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
     state = _study_state(record)
-    try:
-        client = _client(settings, record, state)
-        runs = _child_runs(client, state)
-    except Exception:  # the driver may be creating its tracking store right now
-        log.warning("study %s: MLflow not readable yet", record.id, exc_info=True)
-        return []
-    for run in runs:
+    client = _client(settings, record, state)
+    for run in _child_runs(client, state):
         metrics = {k: float(v) for k, v in run.data.metrics.items()}
         history = client.get_metric_history(run.info.run_id, "val_top1")
         best = max((m.value for m in history), default=None)  # best epoch, as selection uses

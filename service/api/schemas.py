@@ -50,6 +50,9 @@ class StudyOut(BaseModel):
     trials: TrialCounters = Field(default_factory=TrialCounters)
     best: BestTrial | None = None
     promotion: dict[str, Any] = Field(default_factory=dict)
+    stale: bool = Field(
+        False, description="trials are the last known counts: MLflow did not answer just now"
+    )
     links: Links
 
 
@@ -77,6 +80,7 @@ class TrialPage(BaseModel):
     total: int
     offset: int
     limit: int
+    stale: bool = Field(False, description="the last known trials: MLflow did not answer just now")
 
 
 class ValidationOut(BaseModel):

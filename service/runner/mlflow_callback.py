@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 from mlflow.entities import Metric, RunStatus
@@ -19,6 +19,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from service.runner.errors import one_line
+from service.runner.tracking import RetryingClient
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "pcd.trial_id"
@@ -69,7 +70,7 @@ class MLflowStudyCallback(Callback):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = cast(MlflowClient, RetryingClient(self.tracking_uri))
         return self._client
 
     def run_id(self, trial: Trial) -> str:

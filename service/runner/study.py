@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import ray
@@ -31,6 +31,7 @@ from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
 from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
+from service.runner.tracking import RetryingClient
 from service.runner.trainable import TrialContext, run_trial, trial_config
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,7 @@ def run_study(
 
     tracking_uri = settings.tracking_uri or _sqlite(study_dir / "mlflow.db")
     phase("tracking")
-    client = MlflowClient(tracking_uri)
+    client = cast(MlflowClient, RetryingClient(tracking_uri))  # rides out MLflow outages
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
     tracking = _Tracking(client, tracking_uri, experiment_id, parent_run_id)
     try:
@@ -559,21 +560,22 @@ def _log_trial_failures(client: MlflowClient, run_id: str, rows: list[TrialRow])
 
 def close_failed_runs(tracking: _Tracking, error: str) -> None:
     """After a study failed: its parent run FAILED with the reason, and trial runs it left
-    RUNNING FAILED too. Best effort: MLflow itself may be why the study failed."""
-    t = tracking
+    RUNNING FAILED too. Best effort, without retries: MLflow itself may be why the study
+    failed."""
+    t, client = tracking, MlflowClient(tracking.uri)
     try:
-        t.client.set_tag(t.parent_run_id, "pcd.error", error[:MAX_TAG])
-        t.client.set_terminated(t.parent_run_id, status="FAILED")
-        running = t.client.search_runs(
+        client.set_tag(t.parent_run_id, "pcd.error", error[:MAX_TAG])
+        client.set_terminated(t.parent_run_id, status="FAILED")
+        running = client.search_runs(
             [t.experiment_id],
             filter_string=f"tags.`mlflow.parentRunId` = '{t.parent_run_id}' "
             "and attributes.status = 'RUNNING'",
             max_results=10000,
         )
         for run in running:
-            t.client.set_tag(run.info.run_id, "pcd.outcome", "failed")
-            t.client.set_tag(run.info.run_id, "pcd.error", f"study failed: {error}"[:MAX_TAG])
-            t.client.set_terminated(run.info.run_id, status="FAILED")
+            client.set_tag(run.info.run_id, "pcd.outcome", "failed")
+            client.set_tag(run.info.run_id, "pcd.error", f"study failed: {error}"[:MAX_TAG])
+            client.set_terminated(run.info.run_id, status="FAILED")
     except Exception:
         log.warning("could not close the study's MLflow runs", exc_info=True)
 

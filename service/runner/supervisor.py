@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psutil
 
+from service.mlflow_reads import without_read_bounds
 from service.runner.launch import OUTCOME, read_outcome, write_launch
 from service.settings import Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
@@ -94,7 +95,7 @@ class Supervisor:
         """A local driver's environment: this process's without the API's secrets (the driver
         and its Ray workers need neither the API tokens nor the study store), plus PCD_*."""
         env = {k: v for k, v in os.environ.items() if k not in API_SECRETS}
-        return {**env, **self._driver_env()}
+        return {**without_read_bounds(env), **self._driver_env()}
 
     def remove_study_dir(self, study_id: str) -> None:
         """Remove a deleted study's folder (only ever one under the studies folder)."""

@@ -1,0 +1,70 @@
+"""An MLflow client that rides out a tracking server's outage: a call that fails for want of
+the server (no connection, a timeout, a 5xx) is retried with exponential backoff for a bounded
+time (PCD_MLFLOW_OUTAGE_S, default 15 minutes) before the error is raised. Errors the server
+answered (4xx: a bad request, a missing run) are raised at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+OUTAGE_ENV = "PCD_MLFLOW_OUTAGE_S"
+DEFAULT_OUTAGE_S = 900.0
+FIRST_WAIT_S, MAX_WAIT_S = 1.0, 30.0
+
+
+def transient(err: Exception) -> bool:
+    """Whether ``err`` says the server was not there (rather than that it said no)."""
+    if isinstance(err, MlflowException):
+        return err.get_http_status_code() >= 500
+    return isinstance(err, OSError | TimeoutError | ConnectionError)
+
+
+def outage_budget_s() -> float:
+    try:
+        return float(os.environ.get(OUTAGE_ENV) or DEFAULT_OUTAGE_S)
+    except ValueError:
+        return DEFAULT_OUTAGE_S
+
+
+def call_with_retry(fn: Callable[..., Any], *args: Any, budget_s: float, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried while it fails transiently and ``budget_s`` lasts."""
+    deadline, wait = time.monotonic() + budget_s, FIRST_WAIT_S
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not transient(err) or time.monotonic() + wait > deadline:
+                raise
+            log.warning("MLflow unavailable (%s); retrying in %.0f s", type(err).__name__, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, MAX_WAIT_S)
+
+
+class RetryingClient:
+    """An MlflowClient whose every method is called through call_with_retry."""
+
+    def __init__(self, tracking_uri: str, budget_s: float | None = None) -> None:
+        self._client = MlflowClient(tracking_uri)
+        self.budget_s = outage_budget_s() if budget_s is None else budget_s
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._client.tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def retried(*args: Any, **kwargs: Any) -> Any:
+            return call_with_retry(attr, *args, budget_s=self.budget_s, **kwargs)
+
+        return retried
