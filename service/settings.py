@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_trials: int = Field(512, ge=1)
     max_epochs: int = Field(400, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
+    mlflow_outage_s: float = Field(
+        900.0, ge=0, description="drivers retry MLflow calls this long while it is unreachable"
+    )
     mlflow_read_timeout_s: float = Field(
         5.0, gt=0, le=60, description="the API's MLflow reads: per request, without retries"
     )

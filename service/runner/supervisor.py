@@ -88,6 +88,7 @@ class Supervisor:
             "PCD_DATA_ROOT": str(s.data_root.resolve()),
             "PCD_TEACHER_ROOT": str(s.teacher_root.resolve()),
             "PCD_CLUSTER_AUTOSCALES": "true" if s.cluster_autoscales else "",
+            "PCD_MLFLOW_OUTAGE_S": str(s.mlflow_outage_s),
         }
         return {key: value for key, value in env.items() if value}
 

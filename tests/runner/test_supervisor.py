@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service.mlflow_reads import bound_reads
 from service.runner.launch import OUTCOME, read_attempt, write_outcome
 from service.runner.supervisor import Supervisor, uses_ray_jobs
 from service.settings import Settings
@@ -137,9 +138,12 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("PCD_API_TOKENS", "secret-token:rw")
     monkeypatch.setenv("PCD_DATABASE_URL", "postgresql+psycopg://u:secret@db/pcd")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     migrate(url)
     store = Store(url)
     settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)
+    bound_reads(settings.mlflow_read_timeout_s)  # as the API does: for its own reads only
     supervisor = _EnvDumpingDriver(store, settings)
     study, _ = store.create("s", {"name": "s"})
     supervisor.reconcile()
@@ -148,6 +152,9 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     env = json.loads((supervisor.study_dir(study.id) / "driver.log").read_text())
     assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
     assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
+    assert env["PCD_MLFLOW_OUTAGE_S"] == "900.0"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in env  # MLflow's defaults: patient drivers
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in env
 
 
 def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> None:
