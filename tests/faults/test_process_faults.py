@@ -37,7 +37,12 @@ def test_ray_worker_node_killed_mid_study(stack: Stack) -> None:
     worker = "127.0.0.3"
     study_id = stack.submit(study(trials=3, epochs=4))
     # a trial of the study runs on the worker (each node has one CPU: one trial each)
-    assert wait_for(lambda: worker in stack.nodes_running(study_id), 120, 0.3), stack.logs(study_id)
+    on_worker = wait_for(
+        lambda: [t for t, node in stack.nodes_running(study_id).items() if node == worker],
+        120,
+        0.3,
+    )
+    assert on_worker, stack.logs(study_id)
     killed = stack.cluster.kill_node(worker)
     stack.fault(f"kill -9 Ray worker node {worker} ({killed} processes)")
     try:
