@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from pcd_testing.processes import wait_for
 
 from .conftest import Stack, study
+
+pytestmark = pytest.mark.slow  # real processes: a study each
 
 OUTAGE_S = 6.0
 

@@ -8,9 +8,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from pcd_testing.servers import drivers
 
 from .conftest import Stack, study
+
+pytestmark = pytest.mark.slow  # real processes: a study each
 
 ROUNDS = 3
 THREADS = 6
