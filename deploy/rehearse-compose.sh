@@ -191,7 +191,7 @@ wait_healthy() { # SECONDS: every running service healthy, s3-init exited 0
             state=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} {{.State.ExitCode}}' "$id")
             case $state in
                 *" running healthy "*) ;;
-                *s3-init*" exited - 0") ;;
+                *s3-init*" exited "*" 0") ;; # the one-shot bucket creation, done
                 *) bad="$bad ${state%% *}(${state#* })" ;;
             esac
         done

@@ -5,11 +5,10 @@ database outage is 503 + Retry-After on every route that needs the database."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import pytest
 from fastapi.testclient import TestClient
+from pcd_testing.proxy import TcpProxy
 from sqlalchemy import text
 
 from service.api.app import create_app
@@ -103,58 +102,6 @@ def test_a_study_deleted_under_a_write_is_404(inproc, monkeypatch, action, statu
         assert inproc.post(f"/v1/studies/{study_id}/cancel", headers=RW).status_code == 202
     _delete_before_next_transition(monkeypatch)
     _problem(inproc.post(f"/v1/studies/{study_id}/{action}", headers=RW), 404, "no study")
-
-
-class TcpProxy:
-    """A TCP forwarder to the real Postgres; close() makes the database unreachable (open
-    connections are cut and new ones refused), reopen() brings it back on the same port."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target, self.port, self.conns = target, 0, []
-        self.reopen()
-
-    def reopen(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
-        self.listener.close()
-        for conn in self.conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-        self.conns = []
 
 
 def test_a_database_outage_is_503_with_retry_after(app_settings, postgres_url) -> None:

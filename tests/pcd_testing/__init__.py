@@ -1,0 +1,3 @@
+"""Shared test helpers: real processes (API, MLflow server, Ray nodes) started and stopped by
+PID, a TCP proxy that a test cuts to make a dependency unreachable, and audits of what a
+study left in MLflow. Imported as ``pcd_testing`` (``tests/`` is on pytest's path)."""

@@ -1,0 +1,81 @@
+"""What a study left in MLflow: its trials' child runs, by the ``pcd.trial_id`` tag."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunAudit:
+    parent_status: str
+    trials: list[str]  # the study's trials, as its summary.json lists them
+    runs: dict[str, list[str]]  # trial id -> statuses of its active child runs
+    restore_notes: set[str] = field(default_factory=set)  # kept runs of lost trials
+    deleted: int = 0  # child runs deleted (soft) by a restored driver
+
+    @property
+    def duplicated(self) -> list[str]:
+        return sorted(t for t, statuses in self.runs.items() if len(statuses) > 1)
+
+    @property
+    def lost(self) -> list[str]:
+        return sorted(set(self.trials) - set(self.runs))
+
+    @property
+    def running(self) -> list[str]:
+        return sorted(t for t, statuses in self.runs.items() if "RUNNING" in statuses)
+
+    @property
+    def unexplained(self) -> list[str]:
+        """Runs of no trial of the study, other than those a restore kept and tagged."""
+        return sorted(set(self.runs) - set(self.trials) - self.restore_notes)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "trials": len(self.trials),
+            "child_runs": sum(len(v) for v in self.runs.values()),
+            "runs_lost": len(self.lost),
+            "runs_duplicated": len(self.duplicated),
+            "runs_left_running": len(self.running),
+            "runs_deleted_by_restore": self.deleted,
+            "runs_kept_with_restore_note": len(self.restore_notes),
+        }
+
+    def assert_one_run_per_trial(self, trials: int) -> None:
+        assert len(self.trials) == trials, self
+        assert self.parent_status == "FINISHED", self
+        assert not self.lost and not self.duplicated and not self.running, self
+        assert not self.unexplained, self
+
+
+def audit(tracking_uri: str, study_dir: Path) -> RunAudit:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    state = json.loads((study_dir / "study.json").read_text())
+    summary_path = study_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"trials": []}
+    client = MlflowClient(tracking_uri)
+    parent = state["parent_run_id"]
+    query = f"tags.`mlflow.parentRunId` = '{parent}'"
+    active = client.search_runs([state["experiment_id"]], query, max_results=5000)
+    every = client.search_runs(
+        [state["experiment_id"]], query, run_view_type=ViewType.ALL, max_results=5000
+    )
+    runs: dict[str, list[str]] = {}
+    notes = set()
+    for run in active:
+        trial = run.data.tags.get("pcd.trial_id", "?")
+        runs.setdefault(trial, []).append(run.info.status)
+        if "pcd.restore_note" in run.data.tags:
+            notes.add(trial)
+    return RunAudit(
+        parent_status=client.get_run(parent).info.status,
+        trials=[t["trial_id"] for t in summary["trials"]],
+        runs=runs,
+        restore_notes=notes,
+        deleted=len(every) - len(active),
+    )
