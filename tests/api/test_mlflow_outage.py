@@ -12,18 +12,18 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
+from pcd_testing.proxy import TcpProxy
 
 from service.api.app import create_app
 from service.runner.study import ensure_experiment
 from service.store import StudyStatus
 
 from .conftest import RW, VENV_BIN
-from .tcp_proxy import TcpProxy
 
 
 @pytest.fixture
 def proxy(mlflow_server):
-    p = TcpProxy(int(mlflow_server.rsplit(":", 1)[1]))
+    p = TcpProxy(("127.0.0.1", int(mlflow_server.rsplit(":", 1)[1])))
     yield p
     p.close()
 
@@ -64,7 +64,7 @@ def test_reads_during_an_outage_answer_the_last_known_state(
 
         proxy.close()
         if outage == "blackhole":
-            proxy.open("blackhole")
+            proxy.reopen("blackhole")
         time.sleep(2.1)  # past the progress cache's 2 s, so that MLflow is asked again
         during = client.get(f"/v1/studies/{study_id}/trials", headers=RW).json()
         assert during["stale"] and during["items"] == trials["items"]
@@ -72,7 +72,7 @@ def test_reads_during_an_outage_answer_the_last_known_state(
         assert listed["stale"] and listed["trials"]["completed"] == 2
 
         proxy.close()
-        proxy.open()
+        proxy.reopen()
         after = client.get(f"/v1/studies/{study_id}/trials", headers=RW).json()
         assert not after["stale"] and after["items"] == trials["items"]
 
@@ -109,7 +109,7 @@ def test_a_driver_rides_out_an_mlflow_outage(tmp_path, mlflow_server, proxy) -> 
             time.sleep(0.5)
         proxy.close()  # a trial runs: MLflow goes away for a while
         time.sleep(10)
-        proxy.open()
+        proxy.reopen()
         assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
     finally:
         if driver.poll() is None:

@@ -1,5 +1,6 @@
 """A TCP forwarder in front of a real server (Postgres, MLflow): close() makes it unreachable
-(open connections are cut and new ones refused), reopen() brings it back on the same port."""
+(open connections are cut and new ones refused), reopen() brings it back on the same port,
+reopen("blackhole") accepts connections and never answers them (a hung server)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 class TcpProxy:
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
         self.target, self.port, self.conns = target, 0, []
+        self.mode = "forward"
         self._lock = threading.Lock()
         self.reopen()
 
@@ -17,7 +19,12 @@ class TcpProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def reopen(self) -> None:
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def reopen(self, mode: str = "forward") -> None:
+        self.mode = mode
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
@@ -28,6 +35,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.mode == "blackhole":  # held open, never answered
+                with self._lock:
+                    self.conns.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
