@@ -31,7 +31,7 @@ def api_client(api: str, token: str) -> httpx.Client:
 def submit(api: str, token: str, spec: str, overrides: str) -> None:
     with api_client(api, token) as c:
         r = c.post("/v1/studies", json={"search_space": spec, "overrides": json.loads(overrides)})
-    if r.status_code != 202:
+    if r.status_code != 201:  # created, queued
         fail(f"submit answered {r.status_code}: {r.text[:500]}")
     print(r.json()["id"])
 
