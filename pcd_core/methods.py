@@ -92,8 +92,13 @@ class CEMethod:
 
 
 # ---------------------------------------------------------------------------------------- kd
+# Past this, the softened distributions of any real logits are all but uniform: a typo, not a
+# setting (the usual range is 1 to 8).
+MAX_TEMPERATURE = 100.0
+
+
 class KDOptions(_Options):
-    temperature: float = Field(4.0, gt=0.0, description="softmax temperature T")
+    temperature: float = Field(4.0, gt=0.0, le=MAX_TEMPERATURE, description="softmax temperature T")
     ce_weight: float = Field(0.1, ge=0.0, description="weight of the cross-entropy term")
     kd_weight: float = Field(0.9, ge=0.0, description="weight of the T^2 KL term")
     standardize: bool = Field(False, description="logit standardisation before the KL")
@@ -121,7 +126,7 @@ class KDMethod:
 class DKDOptions(_Options):
     alpha: float = Field(1.0, ge=0.0, description="weight of the target-class term (TCKD)")
     beta: float = Field(8.0, ge=0.0, description="weight of the non-target term (NCKD)")
-    temperature: float = Field(4.0, gt=0.0, description="softmax temperature T")
+    temperature: float = Field(4.0, gt=0.0, le=MAX_TEMPERATURE, description="softmax temperature T")
     ce_weight: float = Field(1.0, ge=0.0, description="weight of the cross-entropy term")
     warmup: float | None = Field(
         None, ge=0.0, description="warm-up epochs; default 1/12 of the run (20 of 240)"
@@ -162,7 +167,7 @@ class DKDMethod:
 
 # --------------------------------------------------------------------------------------- pcd
 class PCDOptions(_Options):
-    temperature: float = Field(4.0, gt=0.0, description="softmax temperature T")
+    temperature: float = Field(4.0, gt=0.0, le=MAX_TEMPERATURE, description="softmax temperature T")
     alpha: float = Field(1.0, ge=0.0, description="weight of the PCD term")
     ce_weight: float = Field(1.0, ge=0.0, description="weight of the cross-entropy term")
     warmup: float | None = Field(

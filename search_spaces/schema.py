@@ -391,7 +391,22 @@ class StudySpec(_Strict):
                     )
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.budget.max_epochs:
             raise ValueError("scheduler.grace_period must not exceed budget.max_epochs")
+        self._check_warmup()
         return self
+
+    def _check_warmup(self) -> None:
+        """A warm-up longer than the run never reaches its full weight: refused."""
+        param = self.space.get("warmup")
+        numbers = [
+            v
+            for v in (param.extremes() if param is not None else [])
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if numbers and max(numbers) > self.budget.max_epochs:
+            raise ValueError(
+                f"space.warmup: {max(numbers):g} warm-up epochs exceed the run "
+                f"(budget.max_epochs={self.budget.max_epochs})"
+            )
 
     def _fixed_options(self) -> dict[str, Any]:
         return {k: p.value for k, p in self.space.items() if isinstance(p, FixedParam)}

@@ -140,13 +140,17 @@ def test_grid_sampler_covers_the_grid() -> None:
 
 
 def test_ranges_are_checked_by_their_ends_never_enumerated(monkeypatch) -> None:
-    from search_spaces.schema import MAX_GRID, IntParam
+    from search_spaces.schema import MAX_GRID, FloatParam, IntParam
 
-    monkeypatch.setattr(IntParam, "values", lambda self: pytest.fail("enumerated a range"))
+    for kind in (IntParam, FloatParam):
+        monkeypatch.setattr(kind, "values", lambda self: pytest.fail("enumerated a range"))
+    fine = {"type": "float", "low": 0.1, "high": 3.0, "step": 1e-9}  # ~2.9e9 values
+    spec = load_spec("pcd-digits", {"space.alpha": fine})
+    assert spec.space["alpha"].count() > 10**9 and spec.grid_size() > MAX_GRID
     huge = {"type": "int", "low": 0, "high": 10**12}
-    spec = load_spec("pcd-digits", {"space.warmup": huge})
-    assert spec.space["warmup"].count() == 10**12 + 1 and spec.grid_size() > MAX_GRID
+    with pytest.raises(SpecError, match=r"space\.warmup: 1e\+12 warm-up epochs exceed the run"):
+        load_spec("pcd-digits", {"space.warmup": huge})
     with pytest.raises(SpecError, match=r"space\.stages: value 1000000000000 is not allowed"):
         load_spec("pcd-digits", {"space.stages": {**huge, "low": 1}})
     with pytest.raises(SpecError, match=r"space: a grid of \d+ configurations; at most"):
-        load_spec("pcd-digits", {"sampler.type": "grid", "space": {"warmup": huge}})
+        load_spec("pcd-digits", {"sampler.type": "grid", "space": {"alpha": fine}})
