@@ -58,26 +58,31 @@ def _stop(proc: subprocess.Popen | None) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def mlflow_server_args(root: Path, port: int, backend: str | None = None) -> list[str]:
+    """``mlflow server`` on 127.0.0.1:PORT with one worker (MLflow's default starts 15
+    processes), its store (``backend``, else SQLite) and artifacts under ``root``. Run it with
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false."""
+    return [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend or f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "mlartifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
 def start_mlflow_server(root: Path, port: int, env: dict[str, str]):
     """A local MLflow tracking server (UI and REST) on 127.0.0.1:PORT, SQLite store and
-    artifacts under ``root``; one worker, as in the tests (MLflow's default starts 15
-    processes)."""
-    bin_dir = Path(sys.executable).parent
+    artifacts under ``root``."""
     return _start(
-        [
-            str(bin_dir / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "mlartifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_args(root, port),
         {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         root / "mlflow.log",
         f"http://127.0.0.1:{port}/health",

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pcd_testing.envfile import parse_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "docker-compose.yml"
@@ -40,16 +41,6 @@ NO_DOCKER_COMPOSE = (
 
 
 # ----------------------------------------------------------------------------- helpers
-def parse_env_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{path.name}: not KEY=VALUE: {line!r}"
-        out[key.strip()] = value.strip()
-    return out
 
 
 def filled_env() -> dict[str, str]:

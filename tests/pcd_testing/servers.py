@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from service.demo import mlflow_server_args
+
 from .processes import VENV_BIN, alive, free_port, matching, stop, tree, wait_http
 
 RW = {"Authorization": "Bearer rw-token"}
@@ -93,20 +95,7 @@ def start_mlflow(root: Path, backend: str | None = None) -> tuple[subprocess.Pop
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = (root / "mlflow.log").open("ab")
     proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            backend or f"sqlite:///{root / 'mlflow-server.db'}",
-            "--artifacts-destination",
-            str(root / "mlflow-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_args(root, port, backend),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
