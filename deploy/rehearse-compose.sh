@@ -201,6 +201,14 @@ wait_healthy() { # SECONDS: every running service healthy, s3-init exited 0
     done
 }
 
+wait_service_healthy() { # SERVICE SECONDS
+    local deadline=$((SECONDS + $2))
+    until [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(dc ps -q "$1")") == healthy ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 2
+    done
+}
+
 show_logs() {
     say "last log lines of every service:"
     dc logs --no-color --tail 40 2>&1 | tail -n 300 || true
@@ -296,15 +304,15 @@ say "study $STUDY"
 "$PY" "$ROOT/deploy/rehearsal/checks.py" wait "$API" "$API_TOKEN" "$STUDY" running 600
 mark "first trial running"
 
-mark "restart the api container mid-study"
-dc restart api >/dev/null
-wait_healthy 180 || fail "api not healthy after its restart"
-mark "api healthy again"
-
-"$PY" "$ROOT/deploy/rehearsal/checks.py" wait "$API" "$API_TOKEN" "$STUDY" running 600
+# both faults while the first trials run (a digits trial takes seconds)
 VICTIM=$(dc ps -q ray-worker | tail -1)
 mark "kill -9 worker container $(docker inspect -f '{{.Name}}' "$VICTIM") mid-study"
 docker kill -s KILL "$VICTIM" >/dev/null
+mark "restart the api container mid-study"
+dc restart api >/dev/null
+wait_service_healthy api 180 || fail "the api is not healthy after its restart"
+mark "api healthy again"
+say "killed worker now: $(docker inspect -f '{{.State.Status}} (restarts: {{.RestartCount}})' "$VICTIM")"
 
 "$PY" "$ROOT/deploy/rehearsal/checks.py" wait "$API" "$API_TOKEN" "$STUDY" done 1800
 mark "study succeeded"

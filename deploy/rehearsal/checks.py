@@ -57,6 +57,8 @@ def wait(api: str, token: str, study_id: str, what: str, seconds: str) -> None:
                 last = seen
             if what == "running" and (s.get("trials") or {}).get("running", 0) > 0:
                 return
+            if what == "running" and s["status"] in FINAL:
+                fail(f"study {study_id} ended {s['status']} before a trial was seen running")
             if what == "done" and s["status"] in FINAL:
                 if s["status"] != "succeeded":
                     fail(f"study {study_id} ended {s['status']}: {s.get('error')}")
