@@ -287,8 +287,12 @@ API="http://127.0.0.1:$API_PORT"
 MLFLOW="http://127.0.0.1:$MLFLOW_PORT"
 
 mark "build"
+BUILD_T=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 dc build >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "build"; }
 mark "built"
+if [[ -n $STARTED_DOCKERD ]]; then # our engine: drop the untagged images of earlier builds
+    docker image prune -f --filter "until=$BUILD_T" | tail -1
+fi
 say "image sizes:"
 docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'pcd-rehearsal|seaweedfs|postgres' | sort
 
