@@ -327,6 +327,10 @@ def test_mlflow_server_flags() -> None:
     assert arg("--artifacts-destination") == f"s3://{env['S3_BUCKET']}/mlflow"
     assert "--serve-artifacts" in cmd and "--workers" in cmd
     assert "mlflow:5000" in arg("--allowed-hosts").split(",")
+    # a browser on this machine at the published port (MLflow 3 answers 403 to other Hosts)
+    raw = yaml.safe_load(MAIN.read_text())["services"]["mlflow"]["command"]
+    hosts = interpolate(raw[raw.index("--allowed-hosts") + 1], {**env, "MLFLOW_PORT": "5123"})
+    assert {"127.0.0.1:5123", "localhost:5123"} <= set(hosts.split(","))
     assert "/health" in " ".join(svc["healthcheck"]["test"])
 
 
