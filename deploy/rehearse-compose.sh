@@ -23,7 +23,8 @@
 #   PCD_STAND_INS    1: run local stand-ins for the postgres and s3 images (Debian's
 #                    PostgreSQL, moto's S3 server); default 1 when the registry is unreachable
 #   PCD_REHEARSAL_SPEC (pcd-digits), PCD_REHEARSAL_OVERRIDES (JSON), KEEP_IMAGES=0 to remove
-#                    the built images at the end (default: kept, the next run is faster)
+#                    the built images at the end (default: kept, the next run is faster; the
+#                    private engine keeps them in /var/lib/pcd-rehearsal-docker, ~25 GB)
 # These adapt the rehearsal to this machine; none of them is baked into an image.
 set -euo pipefail
 
@@ -287,11 +288,12 @@ API="http://127.0.0.1:$API_PORT"
 MLFLOW="http://127.0.0.1:$MLFLOW_PORT"
 
 mark "build"
-BUILD_T=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 dc build >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "build"; }
 mark "built"
-if [[ -n $STARTED_DOCKERD ]]; then # our engine: drop the untagged images of earlier builds
-    docker image prune -f --filter "until=$BUILD_T" | tail -1
+# Our own engine: untagged images older than a day go (the builder stages are untagged and are
+# the build cache, so today's stay; a day of Dockerfile changes once left 60 GB).
+if [[ -n $STARTED_DOCKERD ]]; then
+    docker image prune -f --filter "until=24h" | tail -1
 fi
 say "image sizes:"
 docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'pcd-rehearsal|seaweedfs|postgres' | sort

@@ -5,8 +5,10 @@ study through it, and everything it started stopped afterwards."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -14,23 +16,66 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _ours(pid: int) -> bool:
-    """In this PID namespace: Ray processes inside containers are not the rehearsal's."""
+def _started_by(work: Path, p: psutil.Process) -> bool:
+    """p or one of its ancestors names the rehearsal's folder (raylet does, via --temp-dir)."""
+    for proc in [p, *p.parents()]:
+        if any(str(work) in part for part in proc.cmdline()):
+            return True
+    return False
+
+
+def _running(p: psutil.Process) -> bool:
+    """Alive and not a zombie (an exited child that this sandbox's init has not reaped yet)."""
     try:
-        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
-    except OSError:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
-def _ray_agents() -> set[int]:
-    pids = set()
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if _ours(p.pid) and any(part.startswith("ray::") for part in (p.info["cmdline"] or [])):
-                pids.add(p.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return pids
+class RayWatch(threading.Thread):
+    """While the rehearsal runs, notes every Ray process it started, renamed ones
+    (ray::DashboardAgent) included: those must all be gone at the end. Ray of other tests
+    or of containers on the same machine is not counted."""
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(daemon=True)
+        self.work, self.done = work, threading.Event()
+        self.seen: set[psutil.Process] = set()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            for p in psutil.process_iter(["cmdline"]):
+                try:
+                    if p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::"):
+                        if _started_by(self.work, p):
+                            self.seen.add(p)
+                except psutil.Error:
+                    continue
+
+    def alive(self) -> list[psutil.Process]:
+        self.done.set()
+        self.join()
+        return [p for p in self.seen if _running(p)]
+
+
+def _rehearse(env: dict[str, str], timeout: float = 900) -> tuple[int, str]:
+    """Run deploy/rehearse.sh; past the timeout its process group gets SIGTERM, so that its
+    trap stops what it started (a SIGKILL would leave its Ray cluster running)."""
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "rehearse.sh"), "pcd-digits"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # the whole group: bash runs its trap once its child ends
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        out += f"\n[test] rehearse.sh stopped after {timeout:.0f} s"
+    return proc.returncode, out
 
 
 def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
@@ -40,16 +85,10 @@ def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
         "VENV": str(Path(sys.executable).parent.parent),
         "REHEARSAL_DIR": str(work),
     }
-    agents_before = _ray_agents()
-    done = subprocess.run(
-        ["bash", str(ROOT / "deploy" / "rehearse.sh"), "pcd-digits"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
+    watch = RayWatch(work)
+    watch.start()
+    returncode, out = _rehearse(env)
+    assert returncode == 0, out[-4000:]
     assert "succeeded as Ray Job" in out
     assert "readyz: 200" in out
     # nothing it started is left running, and its folder is gone
@@ -61,5 +100,6 @@ def test_rehearsal_runs_the_digits_study_through_the_cluster_topology(tmp_path):
         except psutil.NoSuchProcess:
             continue
     assert not left, left
-    assert _ray_agents() <= agents_before  # Ray's renamed agents too
+    assert watch.seen, "the watch saw none of the rehearsal's Ray agents"
+    assert not watch.alive()  # Ray's renamed agents too
     assert not work.exists()
