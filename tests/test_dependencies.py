@@ -53,7 +53,8 @@ def undeclared(modules: dict[str, set[str]], runtime: set[str]) -> list[str]:
             continue
         dists = providers.get(module, [])
         if not any(_norm(d) in runtime for d in dists):
-            problems.append(f"{module} ({', '.join(dists) or 'not installed'}): {sorted(files)}")
+            names = ", ".join(sorted(set(dists))) or "not installed"
+            problems.append(f"{module} ({names}): {sorted(files)}")
     return problems
 
 
