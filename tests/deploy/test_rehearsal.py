@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import psutil
+from pcd_testing.processes import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,14 +23,6 @@ def _started_by(work: Path, p: psutil.Process) -> bool:
         if any(str(work) in part for part in proc.cmdline()):
             return True
     return False
-
-
-def _running(p: psutil.Process) -> bool:
-    """Alive and not a zombie (an exited child that this sandbox's init has not reaped yet)."""
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class RayWatch(threading.Thread):
@@ -55,7 +48,7 @@ class RayWatch(threading.Thread):
     def alive(self) -> list[psutil.Process]:
         self.done.set()
         self.join()
-        return [p for p in self.seen if _running(p)]
+        return [p for p in self.seen if alive(p)]  # zombies are not left running
 
 
 def _rehearse(env: dict[str, str], timeout: float = 900) -> tuple[int, str]:
