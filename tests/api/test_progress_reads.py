@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from service.api.app import _progress, _trials
+from service.api.read_model import progress as _progress
+from service.api.read_model import trials as _trials
 from service.settings import Settings
 from service.store import StudyRecord
 
