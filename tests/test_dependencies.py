@@ -65,7 +65,7 @@ def test_every_import_of_the_shipped_packages_is_a_runtime_dependency() -> None:
 
 
 def test_a_dev_only_import_is_caught() -> None:
-    modules = {"psutil": {"service/runner/supervisor.py"}, "json": {"x.py"}}
+    modules = {"psutil": {"service/control/supervisor.py"}, "json": {"x.py"}}
     assert undeclared(modules, declared() - {"psutil"}) == [
-        "psutil (psutil): ['service/runner/supervisor.py']"
+        "psutil (psutil): ['service/control/supervisor.py']"
     ]

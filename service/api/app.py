@@ -47,8 +47,8 @@ from service.api.schemas import (
     ValidationOut,
 )
 from service.api.validation import SpecValidator
+from service.control.supervisor import Supervisor
 from service.mlflow_reads import bound_reads
-from service.runner.supervisor import Supervisor
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus, migrate
 from service.store.db import IdempotencyConflict

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service.control.supervisor import Supervisor, uses_ray_jobs
 from service.mlflow_reads import bound_reads
 from service.runner.launch import OUTCOME, read_attempt, write_outcome
-from service.runner.supervisor import Supervisor, uses_ray_jobs
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyStatus, migrate
 
