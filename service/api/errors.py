@@ -7,13 +7,16 @@ import re
 import sys
 from pathlib import Path
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.api.schemas import PROBLEM_MEDIA_TYPE, Problem
 
 log = logging.getLogger(__name__)
 
-PROBLEM = "application/problem+json"
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -31,9 +34,9 @@ def problem(
     status: int, title: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        Problem(title=title, status=status, detail=detail).model_dump(),
         status_code=status,
-        media_type=PROBLEM,
+        media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
 
@@ -66,6 +69,37 @@ async def database_unavailable(request: Request, err: Exception) -> JSONResponse
         "the study database is unreachable; retry later",
         {"Retry-After": str(RETRY_AFTER_S)},
     )
+
+
+async def _http_error(request: Request, err: Exception) -> JSONResponse:
+    """FastAPI's and Starlette's own errors (404, 405) and every ApiError."""
+    assert isinstance(err, StarletteHTTPException)
+    title = TITLES.get(err.status_code, "Error")
+    return problem(err.status_code, title, str(err.detail), getattr(err, "headers", None))
+
+
+async def _invalid_request(request: Request, err: Exception) -> JSONResponse:
+    """A request FastAPI could not validate, its errors named by field."""
+    assert isinstance(err, RequestValidationError)
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+    return problem(422, TITLES[422], "; ".join(parts) or "invalid request")
+
+
+async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=err)
+    return problem(500, "Internal Server Error", "unexpected error; see the service log")
+
+
+def add_problem_handlers(app: FastAPI) -> None:
+    """Every error the app answers as problem details."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
 
 
 # an absolute path of two or more parts not inside a URL (http://host/a/b stays)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,9 +98,25 @@ class SearchSpaceOut(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details: every error the API answers."""
 
     type: str = "about:blank"
     title: str
     status: int
     detail: str
+
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` declaring ``statuses`` as Problem bodies, with the media type
+    the server sends (FastAPI's ``model=`` would document them as application/json)."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }

@@ -57,10 +57,9 @@ def app_settings(tmp_path):
 def inproc(app_settings):
     """The app in this process (no supervisor: nothing is launched), lifespan run."""
     from fastapi.testclient import TestClient
+    from pcd_testing.app import app_without_drivers
 
-    from service.api.app import create_app
-
-    app = create_app(app_settings, supervise=False)
+    app = app_without_drivers(app_settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.api.app import create_app
+from pcd_testing.app import app_without_drivers
 
 from .conftest import RW, asgi_client
 from .test_api_basics import SMALL, _problem
@@ -29,7 +29,7 @@ class ChunkedBody:
 
 def _post(app_settings, body: ChunkedBody, headers: dict[str, str]):
     async def go():
-        async with asgi_client(create_app(app_settings, supervise=False)) as client:
+        async with asgi_client(app_without_drivers(app_settings)) as client:
             return await client.post(
                 "/v1/studies", content=body, headers={"content-type": "application/json", **headers}
             )

@@ -8,10 +8,10 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from pcd_testing.app import app_without_drivers
 from pcd_testing.proxy import TcpProxy
 from sqlalchemy import text
 
-from service.api.app import create_app
 from service.api.validation import escapes
 from service.store import Store
 
@@ -60,7 +60,7 @@ def test_huge_integers_are_422(inproc) -> None:
 @pytest.fixture
 def on_postgres(app_settings, postgres_url):
     settings = app_settings.model_copy(update={"database_url": postgres_url})
-    with TestClient(create_app(settings, supervise=False), raise_server_exceptions=False) as c:
+    with TestClient(app_without_drivers(settings), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -109,7 +109,7 @@ def test_a_database_outage_is_503_with_retry_after(app_settings, postgres_url) -
     url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     settings = app_settings.model_copy(update={"database_url": url})
     try:
-        with TestClient(create_app(settings, supervise=False), raise_server_exceptions=False) as c:
+        with TestClient(app_without_drivers(settings), raise_server_exceptions=False) as c:
             study_id = _submit(c, {}).json()["id"]
             proxy.close()
             for method, path in [

@@ -7,11 +7,11 @@ import asyncio
 import threading
 
 import pytest
+from pcd_testing.app import app_without_drivers
 
 from search_spaces import SPEC_DIR
 from search_spaces.schema import FloatParam, IntParam
 from service.api import validation
-from service.api.app import create_app
 
 from .conftest import RW, asgi_client
 from .test_api_basics import SMALL, _problem
@@ -114,7 +114,7 @@ def test_health_answers_while_a_spec_is_validated(app_settings, monkeypatch) -> 
     started, release = _blocking_validation(monkeypatch)
 
     async def go():
-        async with asgi_client(create_app(app_settings, supervise=False)) as client:
+        async with asgi_client(app_without_drivers(app_settings)) as client:
             submit = asyncio.create_task(
                 client.post("/v1/studies", params={"validate_only": "true"}, json=SMALL, headers=RW)
             )
@@ -135,7 +135,7 @@ def test_a_validation_past_the_time_limit_is_503(app_settings, monkeypatch) -> N
     monkeypatch.setattr(validation, "TIME_LIMIT_S", 0.2)
 
     async def go():
-        async with asgi_client(create_app(app_settings, supervise=False)) as client:
+        async with asgi_client(app_without_drivers(app_settings)) as client:
             return await client.post(
                 "/v1/studies", params={"validate_only": "true"}, json=SMALL, headers=RW
             )

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
+from pcd_testing.app import app_without_drivers
 from pcd_testing.proxy import TcpProxy
 
-from service.api.app import create_app
 from service.runner.study import ensure_experiment
 from service.store import StudyStatus
 
@@ -55,7 +55,7 @@ def test_reads_during_an_outage_answer_the_last_known_state(
     settings = app_settings.model_copy(
         update={"mlflow_tracking_uri": proxy.url, "mlflow_read_timeout_s": 1.0}
     )
-    with TestClient(create_app(settings, supervise=False)) as client:
+    with TestClient(app_without_drivers(settings)) as client:
         study_id = _study_with_trials(client.app.state.store, settings, mlflow_server)
         trials = client.get(f"/v1/studies/{study_id}/trials", headers=RW).json()
         listed = client.get("/v1/studies", headers=RW).json()["items"][0]

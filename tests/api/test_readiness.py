@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pcd_testing.app import app_without_drivers
 
-from service.api.app import create_app
 from service.settings import Settings
 from service.store import Store
 
@@ -60,7 +60,7 @@ def test_mlflow_and_ray_down_still_ready(tmp_path, mlflow, unhealthy_mlflow) -> 
     settings = _settings(
         tmp_path, mlflow_tracking_uri=uri, ray_address=f"http://127.0.0.1:{free_port()}"
     )
-    with TestClient(create_app(settings, supervise=False)) as client:
+    with TestClient(app_without_drivers(settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -72,7 +72,7 @@ def test_mlflow_and_ray_down_still_ready(tmp_path, mlflow, unhealthy_mlflow) -> 
 
 
 def test_store_down_is_not_ready(tmp_path) -> None:
-    with TestClient(create_app(_settings(tmp_path), supervise=False)) as client:
+    with TestClient(app_without_drivers(_settings(tmp_path))) as client:
         assert client.get("/readyz").status_code == 200
         app = client.app
         healthy = app.state.store
