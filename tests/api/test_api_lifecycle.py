@@ -1,10 +1,16 @@
-"""Studies through the real app: run to the end, cancel, survive an API restart."""
+"""Studies through the real app under uvicorn: one study runs to the end across an API
+restart (with the warm driver, as deployed); each test checks one part of that story, so
+that one failure does not hide the rest."""
 
 from __future__ import annotations
 
 import time
 
-from .conftest import RW
+import pytest
+from pcd_testing.processes import stop
+from pcd_testing.servers import drivers
+
+from .conftest import RW, Api
 from .test_api_basics import SMALL
 
 
@@ -18,45 +24,75 @@ def _wait(client, study_id: str, statuses: set[str], timeout: float = 240) -> di
     raise AssertionError(f"study {study_id} still {body['status']}: {body}")
 
 
-def test_submit_run_succeed_then_restart_and_cancel(api) -> None:
-    api.stop()  # as deployed: with a warm driver waiting for the first study
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(the API, the study's id, its final view): submitted to an API with a warm driver,
+    running when that API restarts, finished under the next one."""
+    root = tmp_path_factory.mktemp("lifecycle")
+    api = Api(root)
     api.env["PCD_WARM_DRIVER"] = "true"
     api.start()
-    with api.client(headers=RW) as c:
-        created = c.post("/v1/studies", json=SMALL)
-        assert created.status_code == 201
-        study_id = created.json()["id"]
-        assert created.headers["location"].endswith(f"/v1/studies/{study_id}")
-        _wait(c, study_id, {"running"}, timeout=30)
+    try:
+        with api.client(headers=RW) as c:
+            created = c.post("/v1/studies", json=SMALL)
+            assert created.status_code == 201, created.text
+            study_id = created.json()["id"]
+            _wait(c, study_id, {"running"}, timeout=30)
+        # the API restarts while the study runs: the driver lives on and is tracked again
+        api.stop()
+        api.start()
+        with api.client(headers=RW) as c:
+            done = _wait(c, study_id, {"succeeded", "failed"})
+        yield api, study_id, done
+    finally:
+        api.stop()
+        stop(drivers(str(root)))  # drivers run in their own sessions
 
-    # the API restarts while the study runs: the driver lives on and is tracked again
-    api.stop()
-    api.start()
+
+def test_a_study_survives_an_api_restart_and_succeeds(finished) -> None:
+    _, _, done = finished
+    assert done["status"] == "succeeded", done
+    assert done["trials"]["completed"] + done["trials"]["stopped_early"] == 2
+    assert done["best"]["value"] > 50 and done["best"]["config"]["warmup"] == 2
+
+
+def test_the_warm_driver_ran_it(finished) -> None:
+    api, study_id, _ = finished
+    driver_log = (api.root / "studies" / study_id / "driver.log").read_text()
+    assert "warm driver (Ray connected, workers started) ready" in driver_log
+    assert "phase: search" in driver_log or "] search" in driver_log
+
+
+def test_trials_report_their_best_and_last_epochs(finished) -> None:
+    api, study_id, done = finished
     with api.client(headers=RW) as c:
-        done = _wait(c, study_id, {"succeeded", "failed"})
-        assert done["status"] == "succeeded", done
-        assert done["trials"]["completed"] + done["trials"]["stopped_early"] == 2
-        assert done["best"]["value"] > 50 and done["best"]["config"]["warmup"] == 2
-        driver_log = (api.root / "studies" / study_id / "driver.log").read_text()
-        assert "warm driver (Ray connected, workers started) ready" in driver_log
-        assert "phase: search" in driver_log or "] search" in driver_log
         trials = c.get(f"/v1/studies/{study_id}/trials").json()
-        assert trials["total"] == 2 and trials["items"][0]["epochs"] == 2
-        for item in trials["items"]:  # best over the epochs, last = the final epoch's
-            assert item["best"] >= item["last"]["val_top1"]
-        assert trials["items"][0]["best"] == done["best"]["value"]
-        assert c.post(f"/v1/studies/{study_id}/resume").status_code == 409
+    assert trials["total"] == 2 and trials["items"][0]["epochs"] == 2
+    for item in trials["items"]:  # best over the epochs, last = the final epoch's
+        assert item["best"] >= item["last"]["val_top1"]
+    assert trials["items"][0]["best"] == done["best"]["value"]
 
-        longer = {
-            **SMALL,
-            "overrides": {**SMALL["overrides"], "budget.max_epochs": 50, "budget.trials": 4},
-        }
+
+def test_a_running_study_is_cancelled_and_resumed(finished) -> None:
+    api, study_id, _ = finished
+    longer = {
+        **SMALL,
+        "overrides": {**SMALL["overrides"], "budget.max_epochs": 50, "budget.trials": 4},
+    }
+    with api.client(headers=RW) as c:
+        assert c.post(f"/v1/studies/{study_id}/resume").status_code == 409  # it succeeded
         second = c.post("/v1/studies", json=longer).json()["id"]
         _wait(c, second, {"running"}, timeout=30)
         cancelled = c.post(f"/v1/studies/{second}/cancel")
         assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
-        assert c.delete(f"/v1/studies/{study_id}").status_code == 204
-        assert c.get(f"/v1/studies/{study_id}").status_code == 404
         resumed = c.post(f"/v1/studies/{second}/resume")
         assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
         c.post(f"/v1/studies/{second}/cancel")
+
+
+def test_a_finished_study_is_deleted_with_its_folder(finished) -> None:
+    api, study_id, _ = finished
+    with api.client(headers=RW) as c:
+        assert c.delete(f"/v1/studies/{study_id}").status_code == 204
+        assert c.get(f"/v1/studies/{study_id}").status_code == 404
+    assert not (api.root / "studies" / study_id).exists()
