@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pcd_core.cli import app
 from search_spaces import SpecError, builtin_names, load_spec
+from service.settings import DEFAULT_DATA_ROOT, DEFAULT_TEACHER_ROOT
 
 study_app = typer.Typer(
     help="Hyperparameter-search studies (Ray Tune + Optuna + MLflow).", no_args_is_help=True
@@ -59,8 +60,8 @@ def study_run(
     ray_address: str = typer.Option(None, envvar="PCD_RAY_ADDRESS", help="default: local Ray"),
     tracking_uri: str = typer.Option(None, envvar="PCD_MLFLOW_TRACKING_URI"),
     optuna_storage: str = typer.Option(None, envvar="PCD_OPTUNA_STORAGE"),
-    data_root: Path = typer.Option(None, envvar="PCD_DATA_ROOT"),
-    teacher_root: Path = typer.Option(None, envvar="PCD_TEACHER_ROOT"),
+    data_root: Path = typer.Option(DEFAULT_DATA_ROOT, envvar="PCD_DATA_ROOT"),
+    teacher_root: Path = typer.Option(DEFAULT_TEACHER_ROOT, envvar="PCD_TEACHER_ROOT"),
     num_cpus: int = typer.Option(None, help="CPUs of a local Ray"),
     quiet: bool = typer.Option(False, "--quiet", help="no live table"),
 ) -> None:
@@ -151,7 +152,9 @@ def reproduce_cifar100(
     epochs: int = typer.Option(None, help="default: the standard recipe (240)"),
     teacher_epochs: int = typer.Option(None, help="teachers to train; default: --epochs"),
     data_root: Path = typer.Option(
-        Path("data"), help="folder holding cifar-100-python/ (see `pcd data download`)"
+        DEFAULT_DATA_ROOT,
+        envvar="PCD_DATA_ROOT",
+        help="folder holding cifar-100-python/ (see `pcd data download`)",
     ),
     out: Path = typer.Option(Path("runs/reproduce"), help="studies, table.md and table.json"),
     teacher_root: Path = typer.Option(

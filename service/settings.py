@@ -1,11 +1,29 @@
-"""Service settings, from the environment (``PCD_*``) or a ``.env`` file."""
+"""Every ``PCD_*`` setting, read in one place: ``Settings`` (the API and its supervisor: the
+environment or a ``.env`` file) and ``RunnerSettings`` (a study driver: the environment that
+``Settings.driver_env()`` gave it). One set of defaults, below; README's settings tables list
+them (a test keeps the two in step)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# pcd_core's own default data root (``default_data_root``) is the same folder
+DEFAULT_DATA_ROOT = Path("data")
+DEFAULT_TEACHER_ROOT = Path("teachers")
+DEFAULT_MLFLOW_OUTAGE_S = 900.0
+# what the API needs and a driver must not get (its Ray workers would carry them too)
+API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")
+
+
+def _unset(shown: str) -> dict[str, str]:
+    """What README says a setting is when it is not set (its default is None or empty)."""
+    return {"unset": shown}
 
 
 class Settings(BaseSettings):
@@ -13,40 +31,82 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PCD_", env_file=".env", extra="ignore")
 
-    database_url: str = Field("sqlite:///runs/pcd.db", description="study store (SQLAlchemy URL)")
-    mlflow_tracking_uri: str | None = Field(None, description="MLflow server or store")
+    # Each description is README's "meaning" and `unset` its default where the field's is
+    # None or empty (tests/test_settings.py checks README's table against these fields).
+    database_url: str = Field(
+        "sqlite:///runs/pcd.db",
+        description="study store (SQLAlchemy URL; migrated with Alembic at start)",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI",
+        json_schema_extra=_unset("`sqlite:///<study>/mlflow.db`"),
+    )
     ray_address: str | None = Field(
         None,
-        description="http://HEAD:8265: run each study as a Ray Job on that cluster; "
-        "HOST:PORT: a local driver joins that cluster; unset: a local Ray per study",
+        description="`http://HEAD:8265`: drivers as Ray Jobs on that cluster; `HOST:PORT`: "
+        "local drivers (and `pcd study run`) join that cluster",
+        json_schema_extra=_unset("a local Ray per study"),
     )
     tune_storage: str | None = Field(
-        None, description="Ray Tune storage URI shared by all nodes (default: the study folder)"
+        None,
+        description="Ray Tune storage URI shared by all nodes (e.g. `s3://pcd/tune`, with "
+        "`AWS_*` credentials)",
+        json_schema_extra=_unset("the study folder"),
     )
-    optuna_storage: str | None = Field(None, description="Optuna storage; default per study")
+    optuna_storage: str | None = Field(
+        None,
+        description="Optuna storage URL (e.g. `postgresql+psycopg://...`), another database "
+        "than the study store",
+        json_schema_extra=_unset("`sqlite:///<study>/optuna.db`"),
+    )
     cluster_autoscales: bool = Field(
         False,
-        description="the Ray cluster adds nodes on demand: a trial's resources are not refused "
-        "for want of a node that exists now",
+        description="the cluster adds nodes on demand: a study whose `resources` no node has "
+        "now waits for one instead of failing at once",
     )
-    data_root: Path = Field(Path("data"), description="root of dataset folders")
-    teacher_root: Path = Field(Path("teachers"), description="root of teacher checkpoints")
-    studies_dir: Path = Field(Path("runs/studies"), description="study folders (shared storage)")
+    data_root: Path = Field(
+        DEFAULT_DATA_ROOT,
+        description="root of dataset folders named in specs, and of datasets when a spec "
+        "names no folder",
+    )
+    teacher_root: Path = Field(
+        DEFAULT_TEACHER_ROOT, description="root of teacher checkpoints named in specs"
+    )
+    studies_dir: Path = Field(
+        Path("runs/studies"), description="study folders (shared storage on a cluster)"
+    )
     api_tokens: SecretStr = Field(
-        SecretStr(""), description="comma-separated TOKEN:rw or TOKEN:ro entries"
+        SecretStr(""),
+        description="`TOKEN:rw,TOKEN:ro,...` (never logged)",
+        json_schema_extra=_unset("none: every call is 401"),
     )
     warm_driver: bool = Field(
-        True, description="keep one local study driver imported and waiting (starts faster)"
+        True,
+        description="keep one local driver imported and waiting for the next study (not with "
+        "Ray Jobs)",
     )
-    max_concurrent_studies: int = Field(2, ge=1)
-    max_trials: int = Field(512, ge=1)
-    max_epochs: int = Field(400, ge=1)
-    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_concurrent_studies: int = Field(
+        2, ge=1, description="studies running at once; the rest queue"
+    )
+    max_trials: int = Field(512, ge=1, description="trials of a study, at most")
+    max_epochs: int = Field(400, ge=1, description="epochs of a trial or a teacher, at most")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body limit")
+    local_cpus: int | None = Field(
+        None, ge=1, description="CPUs of each driver's local Ray", json_schema_extra=_unset("all")
+    )
     mlflow_outage_s: float = Field(
-        900.0, ge=0, description="drivers retry MLflow calls this long while it is unreachable"
+        DEFAULT_MLFLOW_OUTAGE_S,
+        ge=0,
+        description="how long a driver retries MLflow calls (with backoff) while the server "
+        "is unreachable before the study fails",
     )
     mlflow_read_timeout_s: float = Field(
-        5.0, gt=0, le=60, description="the API's MLflow reads: per request, without retries"
+        5.0,
+        gt=0,
+        le=60,
+        description="the API's MLflow reads time out after this, without retries; meanwhile "
+        "studies and trials answer their last known state with `stale: true`",
     )
 
     @field_validator("database_url")
@@ -66,6 +126,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def uses_ray_jobs(self) -> bool:
+        """Whether ``ray_address`` names a Ray Jobs API (``http(s)://head:8265``): drivers
+        run as Ray Jobs on the cluster rather than as local processes."""
+        return bool(self.ray_address) and self.ray_address.startswith(("http://", "https://"))
+
+    def driver_env(self) -> dict[str, str]:
+        """The ``PCD_*`` environment a study driver gets (it reads no .env file of its own):
+        what ``RunnerSettings.from_env`` reads, folders absolute, no API secrets."""
+        env = {
+            "PCD_MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            # a Ray Job's driver runs inside the cluster and joins it
+            "PCD_RAY_ADDRESS": "auto" if self.uses_ray_jobs else self.ray_address,
+            "PCD_OPTUNA_STORAGE": self.optuna_storage,
+            "PCD_TUNE_STORAGE": self.tune_storage,
+            "PCD_DATA_ROOT": str(self.data_root.resolve()),
+            "PCD_TEACHER_ROOT": str(self.teacher_root.resolve()),
+            "PCD_LOCAL_CPUS": str(self.local_cpus) if self.local_cpus else None,
+            "PCD_CLUSTER_AUTOSCALES": "true" if self.cluster_autoscales else None,
+            "PCD_MLFLOW_OUTAGE_S": str(self.mlflow_outage_s),
+        }
+        return {key: value for key, value in env.items() if value}
+
     def tokens(self) -> dict[str, str]:
         """token -> scope ("rw" or "ro")."""
         out: dict[str, str] = {}
@@ -78,3 +161,44 @@ class Settings(BaseSettings):
                 raise ValueError("PCD_API_TOKENS entries look like TOKEN:rw or TOKEN:ro")
             out[token] = scope
         return out
+
+
+@dataclass
+class RunnerSettings:
+    """Where a study's parts live, as its driver sees them. Local defaults: everything under
+    the study folder; datasets and teachers under the same roots as the service's."""
+
+    tracking_uri: str | None = None  # default sqlite:///<study_dir>/mlflow.db
+    optuna_storage: str | None = None  # default sqlite:///<study_dir>/optuna.db
+    ray_address: str | None = None  # None: a local Ray started by this process
+    tune_storage: str | None = None  # Tune experiment storage URI; default <study_dir>/tune
+    data_root: Path = DEFAULT_DATA_ROOT
+    teacher_root: Path = DEFAULT_TEACHER_ROOT
+    num_cpus: int | None = None  # local Ray only
+    # teacher-logit banks (keyed by teacher hash and data pipeline, so studies that share a
+    # teacher can share one folder); None: <study_dir>/logit_bank
+    logit_bank_root: Path | None = None
+    # the cluster adds nodes on demand (an autoscaler): no request is refused for want of a
+    # node that exists now, unless the autoscaler publishes its node types
+    cluster_autoscales: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerSettings:
+        """The settings in ``environ`` (default: this process's environment), as
+        ``Settings.driver_env`` writes them; unset or empty: the defaults."""
+        env = os.environ if environ is None else environ
+
+        def path(key: str, default: Path) -> Path:
+            return Path(env[key]) if env.get(key) else default
+
+        return cls(
+            tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
+            optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
+            ray_address=env.get("PCD_RAY_ADDRESS") or None,
+            tune_storage=env.get("PCD_TUNE_STORAGE") or None,
+            data_root=path("PCD_DATA_ROOT", DEFAULT_DATA_ROOT),
+            teacher_root=path("PCD_TEACHER_ROOT", DEFAULT_TEACHER_ROOT),
+            num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
+            cluster_autoscales=env.get("PCD_CLUSTER_AUTOSCALES", "").lower()
+            in ("1", "true", "yes"),
+        )

@@ -36,16 +36,10 @@ import psutil
 
 from service.mlflow_reads import without_read_bounds
 from service.runner.launch import OUTCOME, read_outcome, write_launch
-from service.settings import Settings
+from service.settings import API_SECRETS, Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
 
 log = logging.getLogger(__name__)
-API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")  # never passed on to drivers
-
-
-def uses_ray_jobs(ray_address: str | None) -> bool:
-    """Whether ``PCD_RAY_ADDRESS`` names a Ray Jobs API (``http(s)://head:8265``)."""
-    return bool(ray_address) and ray_address.startswith(("http://", "https://"))
 
 
 class Supervisor:
@@ -65,10 +59,6 @@ class Supervisor:
     def study_dir(self, study_id: str) -> Path:
         return (self.settings.studies_dir / study_id).resolve()
 
-    @property
-    def uses_ray_jobs(self) -> bool:
-        return uses_ray_jobs(self.settings.ray_address)
-
     def _jobs(self):
         if self._jobs_client is None:
             from ray.job_submission import JobSubmissionClient
@@ -76,27 +66,11 @@ class Supervisor:
             self._jobs_client = JobSubmissionClient(self.settings.ray_address)
         return self._jobs_client
 
-    def _driver_env(self) -> dict[str, str]:
-        """The PCD_* settings a driver needs (it reads no .env file of its own)."""
-        s = self.settings
-        env = {
-            "PCD_MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
-            # a Ray Job's driver runs inside the cluster and joins it
-            "PCD_RAY_ADDRESS": "auto" if self.uses_ray_jobs else s.ray_address,
-            "PCD_OPTUNA_STORAGE": s.optuna_storage,
-            "PCD_TUNE_STORAGE": s.tune_storage,
-            "PCD_DATA_ROOT": str(s.data_root.resolve()),
-            "PCD_TEACHER_ROOT": str(s.teacher_root.resolve()),
-            "PCD_CLUSTER_AUTOSCALES": "true" if s.cluster_autoscales else "",
-            "PCD_MLFLOW_OUTAGE_S": str(s.mlflow_outage_s),
-        }
-        return {key: value for key, value in env.items() if value}
-
     def _process_env(self) -> dict[str, str]:
         """A local driver's environment: this process's without the API's secrets (the driver
         and its Ray workers need neither the API tokens nor the study store), plus PCD_*."""
         env = {k: v for k, v in os.environ.items() if k not in API_SECRETS}
-        return {**without_read_bounds(env), **self._driver_env()}
+        return {**without_read_bounds(env), **self.settings.driver_env()}
 
     def remove_study_dir(self, study_id: str) -> None:
         """Remove a deleted study's folder (only ever one under the studies folder)."""
@@ -113,7 +87,7 @@ class Supervisor:
         (folder / OUTCOME).unlink(missing_ok=True)  # the previous attempt's
         write_launch(folder, attempt)
         (folder / "spec.json").write_text(json.dumps(spec))
-        if self.uses_ray_jobs:
+        if self.settings.uses_ray_jobs:
             return self._launch_job(study_id, folder)
         proc = self._hand_to_standby(folder)
         if proc is not None:
@@ -136,7 +110,7 @@ class Supervisor:
     # A warm driver: a process that has imported torch, Ray, Tune, MLflow and Optuna and
     # waits for a study folder on stdin (local drivers only; PCD_WARM_DRIVER=false: none).
     def _spawn_standby(self) -> None:
-        if self.uses_ray_jobs or not self.settings.warm_driver or self._stop.is_set():
+        if self.settings.uses_ray_jobs or not self.settings.warm_driver or self._stop.is_set():
             return
         self.settings.studies_dir.mkdir(parents=True, exist_ok=True)
         with (self.settings.studies_dir / "standby-driver.log").open("ab") as log_file:
@@ -169,7 +143,7 @@ class Supervisor:
         self._jobs().submit_job(
             entrypoint=entrypoint,
             submission_id=submission_id,
-            runtime_env={"env_vars": self._driver_env()},
+            runtime_env={"env_vars": self.settings.driver_env()},
             metadata={"pcd_study": study_id},
         )
         return f"job:{submission_id}"

@@ -4,7 +4,7 @@ Runs the study whose spec is in ``STUDY_DIR/spec.json`` (resuming it if the fold
 started one) and writes ``STUDY_DIR/outcome.json`` (succeeded or failed, with the reason, and
 the attempt number that the supervisor gave it in ``STUDY_DIR/launch.json``), which the
 service's supervisor reads: an outcome of another attempt is never applied. Settings come
-from the ``PCD_*`` environment.
+from the ``PCD_*`` environment (``RunnerSettings.from_env``).
 
 ``python -m service.runner.launch --standby`` imports everything first (torch, Ray, Tune,
 MLflow, Optuna: seconds) and then waits for one study folder on its standard input: the
@@ -22,6 +22,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from service.settings import RunnerSettings
 
 OUTCOME = "outcome.json"
 LAUNCH = "launch.json"
@@ -81,7 +83,7 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
     kind = "warm driver (Ray connected, workers started)" if warm else "driver"
     _timeline(f"study {study_dir.name}: {kind} ready, pid {os.getpid()}")
     spec = parse_spec(json.loads((study_dir / "spec.json").read_text()), source="spec.json")
-    settings = _settings()
+    settings = RunnerSettings.from_env()
     try:
         run_study(spec, study_dir, settings, on_phase=_timeline)
     except SystemExit:
@@ -96,29 +98,13 @@ def main(study_dir: Path, *, warm: bool = False) -> int:
     return 0
 
 
-def _settings():
-    from service.runner.study import RunnerSettings
-
-    env = os.environ
-    return RunnerSettings(
-        tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
-        optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
-        ray_address=env.get("PCD_RAY_ADDRESS") or None,
-        tune_storage=env.get("PCD_TUNE_STORAGE") or None,
-        data_root=Path(env["PCD_DATA_ROOT"]) if env.get("PCD_DATA_ROOT") else None,
-        teacher_root=Path(env["PCD_TEACHER_ROOT"]) if env.get("PCD_TEACHER_ROOT") else None,
-        num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
-        cluster_autoscales=env.get("PCD_CLUSTER_AUTOSCALES", "").lower() in ("1", "true", "yes"),
-    )
-
-
 def standby() -> int:
     """Import the heavy stack, connect to Ray and start trial workers, then run the one
     study folder named on standard input."""
     global _STARTED
     from service.runner.study import warm_up  # torch, Ray, Tune, MLflow, Optuna
 
-    warm_up(_settings())
+    warm_up(RunnerSettings.from_env())
     line = sys.stdin.readline().strip()
     if not line:
         return 0  # the service went away before handing over a study

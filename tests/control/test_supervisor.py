@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.control.supervisor import Supervisor, uses_ray_jobs
+from service.control.supervisor import Supervisor
 from service.mlflow_reads import bound_reads
 from service.runner.launch import OUTCOME, read_attempt, write_outcome
 from service.settings import Settings
@@ -25,7 +25,7 @@ def test_a_launch_failure_requeues_the_study_with_the_reason(tmp_path):
     )
     study, _ = store.create("s", {"name": "s"})
     supervisor = Supervisor(store, settings)
-    assert supervisor.uses_ray_jobs
+    assert settings.uses_ray_jobs
     supervisor.reconcile()
     supervisor.reconcile()
     after = store.get(study.id)
@@ -36,10 +36,11 @@ def test_a_launch_failure_requeues_the_study_with_the_reason(tmp_path):
 
 
 def test_driver_placement_follows_the_ray_address():
-    assert uses_ray_jobs("http://ray-head:8265")
-    assert uses_ray_jobs("https://ray.example:443")
-    assert not uses_ray_jobs("127.0.0.2:6379")
-    assert not uses_ray_jobs(None)
+    def jobs(address: str | None) -> bool:
+        return Settings(ray_address=address).uses_ray_jobs
+
+    assert jobs("http://ray-head:8265") and jobs("https://ray.example:443")
+    assert not jobs("127.0.0.2:6379") and not jobs(None)
 
 
 def test_optuna_storage_must_not_be_the_study_store():
