@@ -33,7 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pcd_core.train import TrainConfig, train
-from service.demo import _port, _stop, start_api_server, start_mlflow_server
+from service.control.processes import free_port, stop_session
+from service.demo import start_api_server, start_mlflow_server
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -110,7 +111,7 @@ def main(
     headers = {"Authorization": f"Bearer {token}"}
     train(TrainConfig(arch="cnn_small", epochs=3), root / "teachers")  # the stored teacher
     ray_dir = Path(f"/tmp/pcd-bench-ray-{secrets.token_hex(3)}")
-    ray_port = _port()
+    ray_port = free_port()
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -133,7 +134,7 @@ def main(
         check=True,
         capture_output=True,
     )
-    api_port, mlflow_port = _port(), _port()
+    api_port, mlflow_port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     env.update(
@@ -213,8 +214,8 @@ def main(
         if out is not None:
             out.write_text(json.dumps(results, indent=1))
     finally:
-        _stop(api)
-        _stop(mlflow)
+        stop_session(api)
+        stop_session(mlflow)
         import psutil
 
         for p in psutil.process_iter(["cmdline"]):

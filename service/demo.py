@@ -10,52 +10,27 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from service.client import PcdClient
+from service.control.processes import free_port, start_session, stop_session, wait_http
 
 console = Console()
 ROOT = Path(".demo")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(args: list[str], env: dict[str, str], log: Path, health: str, what: str):
-    proc = subprocess.Popen(
-        args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: {what} exited; see {log}")
-        try:
-            if httpx.get(health, timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit(f"error: {what} did not start in 120 s; see {log}")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    """``args`` in a session of its own, once ``health`` answers (else SystemExit)."""
+    proc = start_session(args, env, log)
+    if wait_http(health, 120, proc):
+        return proc
+    failure = "exited" if proc.poll() is not None else "did not start in 120 s"
+    stop_session(proc)  # not left running half-started
+    raise SystemExit(f"error: {what} {failure}; see {log}")
 
 
 def mlflow_server_args(root: Path, port: int, backend: str | None = None) -> list[str]:
@@ -107,7 +82,7 @@ def main() -> None:
     ROOT.mkdir()
     bin_dir = Path(sys.executable).parent
     token = secrets.token_hex(16)
-    mlflow_port, api_port = _port(), _port()
+    mlflow_port, api_port = free_port(), free_port()
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     api_url = f"http://127.0.0.1:{api_port}"
     env = {
@@ -168,8 +143,8 @@ def main() -> None:
         )
         console.print(f"plot: {plot}")
     finally:
-        _stop(api)
-        _stop(mlflow)
+        stop_session(api)
+        stop_session(mlflow)
 
 
 def _short(value: str) -> str:

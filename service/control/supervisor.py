@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psutil
 
+from service.control.processes import start_session, terminate_group
 from service.mlflow_reads import without_read_bounds
 from service.runner.launch import OUTCOME, read_outcome, write_launch
 from service.settings import API_SECRETS, Settings
@@ -94,16 +95,9 @@ class Supervisor:
             self._children[proc.pid] = proc
             self._spawn_standby()  # warm for the next study
             return f"pid:{proc.pid}"
-        log_file = (folder / "driver.log").open("ab")
-        proc = subprocess.Popen(
-            self._driver_command(folder),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self._process_env(),
-            start_new_session=True,
+        proc = start_session(
+            self._driver_command(folder), self._process_env(), folder / "driver.log"
         )
-        log_file.close()
         self._children[proc.pid] = proc
         return f"pid:{proc.pid}"
 
@@ -113,15 +107,12 @@ class Supervisor:
         if self.settings.uses_ray_jobs or not self.settings.warm_driver or self._stop.is_set():
             return
         self.settings.studies_dir.mkdir(parents=True, exist_ok=True)
-        with (self.settings.studies_dir / "standby-driver.log").open("ab") as log_file:
-            self._standby = subprocess.Popen(
-                [sys.executable, "-m", "service.runner.launch", "--standby"],
-                stdin=subprocess.PIPE,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=self._process_env(),
-                start_new_session=True,
-            )
+        self._standby = start_session(
+            [sys.executable, "-m", "service.runner.launch", "--standby"],
+            self._process_env(),
+            self.settings.studies_dir / "standby-driver.log",
+            stdin=subprocess.PIPE,
+        )
 
     def _hand_to_standby(self, folder: Path) -> subprocess.Popen | None:
         proc, self._standby = self._standby, None
@@ -192,15 +183,7 @@ class Supervisor:
                 time.sleep(0.2)
             return
         pid = int(driver.removeprefix("pid:"))  # type: ignore[union-attr]
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.alive(driver) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if self.alive(driver):
-                os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        terminate_group(pid, lambda: self.alive(driver), timeout)
 
     # ----------------------------------------------------------------- reconcile
     def reconcile(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from service.control.processes import start_session, stop_session
 from service.demo import mlflow_server_args
 
 from .processes import VENV_BIN, alive, free_port, matching, stop, tree, wait_http
@@ -48,28 +49,18 @@ class Api:
         self.started: list[int] = []  # every API process's PID
 
     def start(self) -> None:
-        log = (self.root / "api.log").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = start_session(
             [str(VENV_BIN / "pcd"), "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.env,
+            self.root / "api.log",
         )
-        log.close()
         self.started.append(self.proc.pid)
         if not wait_http(f"{self.url}/healthz", 90, self.proc):
             self.stop()
             raise RuntimeError((self.root / "api.log").read_text()[-2000:])
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_session(self.proc)
 
     def kill(self) -> None:
         """kill -9 of the API process alone (its drivers live in sessions of their own)."""
@@ -93,15 +84,7 @@ def start_mlflow(root: Path, backend: str | None = None) -> tuple[subprocess.Pop
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (root / "mlflow.log").open("ab")
-    proc = subprocess.Popen(
-        mlflow_server_args(root, port, backend),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
+    proc = start_session(mlflow_server_args(root, port, backend), env, root / "mlflow.log")
     url = f"http://127.0.0.1:{port}"
     if not wait_http(f"{url}/health", 120, proc):
         stop_group(proc)
@@ -112,16 +95,7 @@ def start_mlflow(root: Path, backend: str | None = None) -> tuple[subprocess.Pop
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     """Stop a process started in a session of its own, and everything below it."""
     procs = tree([proc.pid])
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    stop_session(proc, timeout)
     stop([p for p in procs if alive(p)], timeout=5)
 
 
