@@ -22,18 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
 
+from service.control.jobs import RayJobs
 from service.control.processes import start_session, terminate_group
 from service.mlflow_reads import without_read_bounds
 from service.runner.launch import OUTCOME, read_outcome, write_launch
@@ -52,20 +50,13 @@ class Supervisor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._jobs_client = None
+        self._ray_jobs = RayJobs(settings.ray_address or "")  # drivers as Ray Jobs, if so
         self._wake = threading.Event()
         self._standby: subprocess.Popen | None = None
 
     # -------------------------------------------------------------------- drivers
     def study_dir(self, study_id: str) -> Path:
         return (self.settings.studies_dir / study_id).resolve()
-
-    def _jobs(self):
-        if self._jobs_client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            self._jobs_client = JobSubmissionClient(self.settings.ray_address)
-        return self._jobs_client
 
     def _process_env(self) -> dict[str, str]:
         """A local driver's environment: this process's without the API's secrets (the driver
@@ -89,7 +80,10 @@ class Supervisor:
         write_launch(folder, attempt)
         (folder / "spec.json").write_text(json.dumps(spec))
         if self.settings.uses_ray_jobs:
-            return self._launch_job(study_id, folder)
+            # the cluster's Python, not this host's: the job runs on the head
+            args = ["python", "-m", "service.runner.launch", str(folder)]
+            env = self.settings.driver_env()
+            return f"job:{self._ray_jobs.submit(study_id, args, folder / 'driver.log', env)}"
         proc = self._hand_to_standby(folder)
         if proc is not None:
             self._children[proc.pid] = proc
@@ -125,38 +119,9 @@ class Supervisor:
             return None
         return proc
 
-    def _launch_job(self, study_id: str, folder: Path) -> str:
-        # the driver's output goes to driver.log in the (shared) study folder, as locally
-        log_file = shlex.quote(str(folder / "driver.log"))
-        folder_arg = shlex.quote(str(folder))
-        entrypoint = f"python -m service.runner.launch {folder_arg} >> {log_file} 2>&1"
-        submission_id = f"pcd-{study_id}-{secrets.token_hex(3)}"
-        self._jobs().submit_job(
-            entrypoint=entrypoint,
-            submission_id=submission_id,
-            runtime_env={"env_vars": self.settings.driver_env()},
-            metadata={"pcd_study": study_id},
-        )
-        return f"job:{submission_id}"
-
-    def _job_alive(self, submission_id: str) -> bool:
-        from ray.job_submission import JobStatus
-
-        try:
-            status = self._jobs().get_job_status(submission_id)
-        except RuntimeError as err:  # the cluster does not know the job (e.g. it restarted)
-            if "does not exist" in str(err):
-                return False
-            log.warning("Ray Jobs API: %s; assuming job %s still runs", err, submission_id)
-            return True
-        except Exception as err:  # unreachable cluster: do not act on what we cannot see
-            log.warning("Ray Jobs API unreachable (%s); assuming job %s runs", err, submission_id)
-            return True
-        return status in (JobStatus.PENDING, JobStatus.RUNNING)
-
     def alive(self, driver: str | None) -> bool:
         if driver and driver.startswith("job:"):
-            return self._job_alive(driver.removeprefix("job:"))
+            return self._ray_jobs.alive(driver.removeprefix("job:"))
         if not driver or not driver.startswith("pid:"):
             return False
         pid = int(driver.removeprefix("pid:"))
@@ -177,10 +142,7 @@ class Supervisor:
         if not self.alive(driver):
             return
         if driver.startswith("job:"):  # type: ignore[union-attr]
-            self._jobs().stop_job(driver.removeprefix("job:"))  # type: ignore[union-attr]
-            deadline = time.monotonic() + timeout
-            while self.alive(driver) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            self._ray_jobs.stop(driver.removeprefix("job:"), timeout)  # type: ignore[union-attr]
             return
         pid = int(driver.removeprefix("pid:"))  # type: ignore[union-attr]
         terminate_group(pid, lambda: self.alive(driver), timeout)

@@ -1,4 +1,5 @@
-"""The supervisor's bookkeeping when a driver cannot be launched (no cluster needed)."""
+"""The supervisor: launching, watching and stopping drivers, and its bookkeeping (no cluster
+needed)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,54 @@ def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> N
     supervisor.remove_study_dir("..")
     supervisor.remove_study_dir("")
     assert supervisor.settings.studies_dir.is_dir()
+
+
+class _FakeJobsApi:
+    """A Ray Jobs API that records what it is asked (JobSubmissionClient's methods)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+        self.stopped: list[str] = []
+
+    def submit_job(self, **kwargs) -> str:
+        self.submitted.append(kwargs)
+        return kwargs["submission_id"]
+
+    def get_job_status(self, submission_id: str):
+        from ray.job_submission import JobStatus
+
+        return JobStatus.STOPPED if submission_id in self.stopped else JobStatus.RUNNING
+
+    def stop_job(self, submission_id: str) -> bool:
+        self.stopped.append(submission_id)
+        return True
+
+
+def test_a_ray_job_driver_is_submitted_watched_and_stopped(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PCD_API_TOKENS", "secret-token:rw")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    store = Store(url)
+    settings = Settings(
+        database_url=url, ray_address="http://head:8265", studies_dir=tmp_path / "studies"
+    )
+    supervisor = Supervisor(store, settings)
+    jobs = supervisor._ray_jobs._client = _FakeJobsApi()
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+
+    driver = store.get(study.id).driver
+    folder = supervisor.study_dir(study.id)
+    (submitted,) = jobs.submitted
+    assert driver == f"job:{submitted['submission_id']}"
+    assert submitted["submission_id"].startswith(f"pcd-{study.id}-")
+    assert submitted["entrypoint"] == (
+        f"python -m service.runner.launch {folder} >> {folder / 'driver.log'} 2>&1"
+    )
+    env = submitted["runtime_env"]["env_vars"]
+    assert env["PCD_RAY_ADDRESS"] == "auto" and "PCD_API_TOKENS" not in env
+    assert supervisor.alive(driver)
+
+    supervisor.cancel(study.id)
+    assert jobs.stopped == [submitted["submission_id"]]
+    assert store.get(study.id).status == StudyStatus.cancelled.value
