@@ -18,23 +18,24 @@ from service.store import Store
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_settings(request: Request) -> Settings:
+# async: FastAPI runs a sync dependency in a worker thread, a hop each for an attribute read
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_supervisor(request: Request) -> Supervisor:
+async def get_supervisor(request: Request) -> Supervisor:
     return request.app.state.supervisor
 
 
-def get_views(request: Request) -> StudyViews:
+async def get_views(request: Request) -> StudyViews:
     return request.app.state.views
 
 
-def get_spec_validator(request: Request) -> SpecValidator:
+async def get_spec_validator(request: Request) -> SpecValidator:
     return request.app.state.spec_validator
 
 
