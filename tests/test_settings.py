@@ -66,10 +66,15 @@ def test_a_driver_reads_what_the_api_gives_it(tmp_path) -> None:
     assert RunnerSettings.from_env(jobs.driver_env()).ray_address == "auto"  # joins the cluster
 
 
-def test_unset_roots_are_the_same_folders_everywhere() -> None:
+def test_unset_roots_are_the_same_folders_everywhere(monkeypatch) -> None:
     """The teacher root was `teachers` for the API but the working folder for a driver
     started without PCD_TEACHER_ROOT and for `pcd study run`."""
+    from pcd_core.data import default_data_root
+
+    monkeypatch.delenv("PCD_DATA_ROOT", raising=False)
+    monkeypatch.delenv("PCD_TEACHER_ROOT", raising=False)
     api = Settings()
+    assert default_data_root() == api.data_root  # pcd_core's own default (it has no settings)
     runner = RunnerSettings.from_env({})
     assert (runner.data_root, runner.teacher_root) == (api.data_root, api.teacher_root)
     assert (runner.data_root, runner.teacher_root) == (Path("data"), Path("teachers"))
