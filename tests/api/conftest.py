@@ -1,4 +1,6 @@
-"""The real app under uvicorn on loopback, as a separate process."""
+"""The app in this process (``inproc``, ``asgi_client``: most tests), or the real one under
+uvicorn on loopback as a separate process (``api``: what needs a server, drivers or a
+restart)."""
 
 from __future__ import annotations
 
