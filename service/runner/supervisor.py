@@ -19,7 +19,6 @@ Where drivers run:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -35,9 +34,9 @@ from pathlib import Path
 import psutil
 
 from service.mlflow_reads import without_read_bounds
-from service.runner.launch import OUTCOME, read_outcome, write_launch
 from service.settings import Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
+from service.study_files import StudyFolder, standby_driver_log
 
 log = logging.getLogger(__name__)
 API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")  # never passed on to drivers
@@ -110,9 +109,10 @@ class Supervisor:
     def launch(self, study_id: str, spec: dict, attempt: int) -> str:
         folder = self.study_dir(study_id)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / OUTCOME).unlink(missing_ok=True)  # the previous attempt's
-        write_launch(folder, attempt)
-        (folder / "spec.json").write_text(json.dumps(spec))
+        files = StudyFolder(folder)
+        files.clear_outcome()  # the previous attempt's
+        files.write_launch(attempt)
+        files.write_spec(spec)
         if self.uses_ray_jobs:
             return self._launch_job(study_id, folder)
         proc = self._hand_to_standby(folder)
@@ -120,7 +120,7 @@ class Supervisor:
             self._children[proc.pid] = proc
             self._spawn_standby()  # warm for the next study
             return f"pid:{proc.pid}"
-        log_file = (folder / "driver.log").open("ab")
+        log_file = files.driver_log.open("ab")
         proc = subprocess.Popen(
             self._driver_command(folder),
             stdout=log_file,
@@ -139,7 +139,7 @@ class Supervisor:
         if self.uses_ray_jobs or not self.settings.warm_driver or self._stop.is_set():
             return
         self.settings.studies_dir.mkdir(parents=True, exist_ok=True)
-        with (self.settings.studies_dir / "standby-driver.log").open("ab") as log_file:
+        with standby_driver_log(self.settings.studies_dir).open("ab") as log_file:
             self._standby = subprocess.Popen(
                 [sys.executable, "-m", "service.runner.launch", "--standby"],
                 stdin=subprocess.PIPE,
@@ -162,7 +162,7 @@ class Supervisor:
 
     def _launch_job(self, study_id: str, folder: Path) -> str:
         # the driver's output goes to driver.log in the (shared) study folder, as locally
-        log_file = shlex.quote(str(folder / "driver.log"))
+        log_file = shlex.quote(str(StudyFolder(folder).driver_log))
         folder_arg = shlex.quote(str(folder))
         entrypoint = f"python -m service.runner.launch {folder_arg} >> {log_file} 2>&1"
         submission_id = f"pcd-{study_id}-{secrets.token_hex(3)}"
@@ -234,6 +234,9 @@ class Supervisor:
             running, _ = self.store.list(status=StudyStatus.running, limit=10_000)
             for study in running:
                 try:
+                    if study.parent_run_id is None:  # the driver has made it since?
+                        folder = StudyFolder(self.study_dir(study.id))
+                        self.store.record_parent_run(study.id, folder.parent_run_id())
                     if self._apply_outcome(study) is None and not self.alive(study.driver):
                         self._driver_gone(study)
                 except (InvalidTransition, KeyError):
@@ -243,11 +246,11 @@ class Supervisor:
     def _apply_outcome(self, study: StudyRecord) -> StudyStatus | None:
         """Finish a running study with the outcome its current attempt's driver wrote;
         returns that status, or None when there is none."""
-        result = read_outcome(self.study_dir(study.id), study.attempts)
-        if result is None:
+        outcome = StudyFolder(self.study_dir(study.id)).read_outcome(study.attempts)
+        if outcome is None:
             return None
-        to = StudyStatus(result["status"])
-        self.store.transition(study.id, to, expected=StudyStatus.running, error=result.get("error"))
+        to = StudyStatus(outcome.status)
+        self.store.transition(study.id, to, expected=StudyStatus.running, error=outcome.error)
         return to
 
     def _driver_gone(self, study: StudyRecord) -> None:

@@ -9,10 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from service.mlflow_reads import bound_reads
-from service.runner.launch import OUTCOME, read_attempt, write_outcome
 from service.runner.supervisor import Supervisor, uses_ray_jobs
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyStatus, migrate
+from service.study_files import Outcome, StudyFolder, StudyState
+
+
+def write_outcome(folder: Path, status: str, error: str | None = None, *, attempt: int) -> None:
+    StudyFolder(folder).write_outcome(Outcome(status=status, error=error, attempt=attempt))
 
 
 def test_a_launch_failure_requeues_the_study_with_the_reason(tmp_path):
@@ -81,7 +85,7 @@ def test_a_resumed_study_ignores_the_previous_attempts_outcome(supervised) -> No
     supervisor.reconcile()
     first = store.get(study.id)
     assert first.status == "running" and first.attempts == 1
-    assert read_attempt(folder) == 1
+    assert StudyFolder(folder).read_attempt() == 1
     write_outcome(folder, "failed", "old error", attempt=1)
     _kill_driver(supervisor, first.driver)
     supervisor.reconcile()
@@ -91,7 +95,8 @@ def test_a_resumed_study_ignores_the_previous_attempts_outcome(supervised) -> No
     supervisor.reconcile()
     second = store.get(study.id)
     assert second.status == "running" and second.attempts == 2
-    assert read_attempt(folder) == 2 and not (folder / OUTCOME).exists()
+    assert StudyFolder(folder).read_attempt() == 2
+    assert not StudyFolder(folder).outcome_file.exists()
     # the previous attempt's outcome turns up again (a late writer, shared storage)
     write_outcome(folder, "failed", "old error", attempt=1)
     for _ in range(3):
@@ -149,7 +154,7 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     supervisor.reconcile()
     for child in supervisor._children.values():
         child.wait(timeout=30)
-    env = json.loads((supervisor.study_dir(study.id) / "driver.log").read_text())
+    env = json.loads(StudyFolder(supervisor.study_dir(study.id)).driver_log.read_text())
     assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
     assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
     assert env["PCD_MLFLOW_OUTAGE_S"] == "900.0"
@@ -161,9 +166,25 @@ def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> N
     _, supervisor = supervised
     folder = supervisor.study_dir("abc")
     folder.mkdir(parents=True)
-    (folder / "spec.json").write_text("{}")
+    StudyFolder(folder).write_spec({})
     supervisor.remove_study_dir("abc")
     assert not folder.exists()
     supervisor.remove_study_dir("..")
     supervisor.remove_study_dir("")
     assert supervisor.settings.studies_dir.is_dir()
+
+
+def test_the_store_records_the_parent_run_the_driver_made(supervised) -> None:
+    """The driver writes its MLflow parent run into the study folder; the supervisor copies
+    it into the store (so the store says where a study's results are), once."""
+    store, supervisor = supervised
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id is None  # no parent run yet
+    folder = StudyFolder(supervisor.study_dir(study.id))
+    folder.write_state(StudyState(experiment_id="1", parent_run_id="run-a"))
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id == "run-a"
+    folder.write_state(StudyState(experiment_id="1", parent_run_id="run-b"))
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id == "run-a"  # recorded once
