@@ -197,9 +197,13 @@ class StudyFolder:
         return mlflow_store_uri(self.path)
 
     @property
+    def optuna_db(self) -> Path:
+        return self.path / "optuna.db"
+
+    @property
     def optuna_uri(self) -> str:
         """The study's own Optuna storage (when the service names none)."""
-        return sqlite_uri(self.path / "optuna.db")
+        return sqlite_uri(self.optuna_db)
 
     @property
     def teacher_dir(self) -> Path:
