@@ -17,7 +17,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from service.study_files import EXPERIMENT, StudyFolder, Tags, mlflow_store_uri
+from service.study_files import EXPERIMENT, StudyFolder, Tags, mlflow_store_uri, sqlite_uri
 
 from .conftest import VENV_BIN, run_cli, wait_for
 
@@ -116,7 +116,7 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
 def test_driver_killed_then_restored(ray_cluster, tmp_path) -> None:
     study_dir = tmp_path / "killed"
     tracking = mlflow_store_uri(tmp_path)
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = sqlite_uri(tmp_path / "search.db")  # shared by the driver's attempts
     env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
     args = _study_args(study_dir, tracking, storage, trials=6, epochs=6)
     log = (tmp_path / "driver-output.log").open("w")

@@ -91,4 +91,4 @@ def test_summary_round_trip_keeps_what_json_cannot_hold_as_text(tmp_path) -> Non
     back = folder.read_summary()
     assert back.trials[0].history == [(1.0, 1, 0.4), (2.0, 2, 0.5)]
     assert back.best_trial_id == "t1" and back.study_dir == tmp_path
-    assert summary.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert summary.tracking_uri == f"sqlite:///{folder.mlflow_db.resolve()}"

@@ -17,6 +17,7 @@ from pcd_core.train import EpochMetrics
 from search_spaces import load_spec
 from service.runner.study import make_searcher
 from service.runner.trainable import TrialContext, epoch_report
+from service.study_files import StudyFolder
 
 
 def _epoch(epoch: int, val_loss: float, val_top1: float) -> EpochMetrics:
@@ -53,7 +54,7 @@ def test_optuna_is_told_the_best_epoch(tmp_path, overrides, expected) -> None:
         student_params=1234,
         study_dir=str(tmp_path),
     )
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = StudyFolder(tmp_path).optuna_uri
     searcher = make_searcher(spec, storage, "s")
     searcher.suggest("t1")
     run_dir = tmp_path / "run"
