@@ -77,26 +77,6 @@ def _resolve_under(root: Path | None, name: str, what: str) -> Path:
     return path
 
 
-def make_searcher(spec: StudySpec, storage: str, study_name: str) -> RestorableOptunaSearch:
-    """The study's Optuna searcher. It is given each objective at the trial's best epoch
-    (service.ranking; the trainable reports them), so that Optuna's value of a trial, which
-    optuna-dashboard shows, is the one pcd ranks it by, not its last epoch's."""
-    metric: str | list[str] = at_best_epoch_key(spec.objective.metric)
-    mode: str | list[str] = spec.objective.mode
-    if spec.second_objective is not None:
-        metric = [metric, at_best_epoch_key(spec.second_objective.metric)]  # type: ignore[list-item]
-        mode = [spec.objective.mode, spec.second_objective.mode]
-    return RestorableOptunaSearch(
-        space=define_by_run(spec),
-        metric=metric,
-        mode=mode,
-        sampler=make_sampler(spec),
-        study_name=study_name,
-        storage=optuna.storages.RDBStorage(storage),
-        seed=spec.seed,
-    )
-
-
 def init_ray(settings: RunnerSettings) -> None:
     """Join the cluster at ``settings.ray_address``, or start a local Ray (once a process)."""
     # checkpoints every epoch are the point here; Tune's warning about them is noise
@@ -291,6 +271,24 @@ class RestorableOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             log.info("trial %s already finished in the Optuna storage", trial_id)
+
+
+def make_searcher(spec: StudySpec, storage: str, study_name: str) -> RestorableOptunaSearch:
+    """The study's Optuna searcher. It is given each objective at the trial's best epoch
+    (service.ranking; the trainable reports them), so that Optuna's value of a trial, which
+    optuna-dashboard shows, is the one pcd ranks it by, not its last epoch's."""
+    objectives = [spec.objective, *([spec.second_objective] if spec.second_objective else [])]
+    metrics = [at_best_epoch_key(o.metric) for o in objectives]
+    modes = [o.mode for o in objectives]
+    return RestorableOptunaSearch(
+        space=define_by_run(spec),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=make_sampler(spec),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage),
+        seed=spec.seed,
+    )
 
 
 def _fail_orphans(storage: str, study_name: str) -> int:
