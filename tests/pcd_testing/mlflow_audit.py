@@ -1,4 +1,4 @@
-"""What a study left in MLflow: its trials' child runs, by the ``pcd.trial_id`` tag."""
+"""What a study left in MLflow: its trials' child runs, by their ``Tags.TRIAL_ID`` tag."""
 
 from __future__ import annotations
 
