@@ -1,8 +1,8 @@
-"""Optuna is told a trial's value as pcd ranks it: the objective at its best epoch.
+"""A trial's value as pcd ranks it, the objective at its best epoch, where the driver uses it.
 
-It was told the last epoch's value, so optuna-dashboard and the API could name different best
-trials. Here a trial's two epochs go through the trainable's report and the study's searcher
-as Tune passes them, without Ray.
+Optuna was told the last epoch's value, so optuna-dashboard and the API could name different
+best trials. Here a trial's two epochs go through the trainable's report and the study's
+searcher as Tune passes them, without Ray.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from pcd_core.train import EpochMetrics
 from search_spaces import load_spec
-from service.runner.study import make_searcher
+from service.runner.study import best_epoch_per_class, make_searcher
 from service.runner.trainable import TrialContext, epoch_report
 from service.study_files import StudyFolder
 
@@ -68,3 +68,15 @@ def test_optuna_is_told_the_best_epoch(tmp_path, overrides, expected) -> None:
     searcher.on_trial_complete("t1", result)
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.values == expected
+
+
+def test_the_best_trials_per_class_plot_is_of_its_best_epoch_by_the_objective(tmp_path) -> None:
+    """It took the epoch of the highest val_top1 whatever the objective."""
+    folder = StudyFolder(tmp_path)
+    run_dir = folder.trial_dir("t1")
+    run_dir.mkdir(parents=True)
+    epochs = [_epoch(1, 0.2, 60.0), _epoch(2, 0.9, 70.0)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(asdict(e)) + "\n" for e in epochs))
+    assert best_epoch_per_class(folder, "t1", "val_loss", "min") == [60.0]
+    assert best_epoch_per_class(folder, "t1", "val_top1", "max") == [70.0]
+    assert best_epoch_per_class(folder, None, "val_loss", "min") == []
