@@ -35,6 +35,7 @@ from rich.table import Table
 from pcd_core.train import TrainConfig, train
 from service.control.processes import free_port, stop_session
 from service.demo import start_api_server, start_mlflow_server
+from service.study_files import StudyFolder
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -168,9 +169,10 @@ def main(
             ):
                 time.sleep(0.5)
             assert s["status"] == "succeeded", s
+        driver_log = StudyFolder(root / "studies" / study["id"]).driver_log
         timeline = [
             line.strip()
-            for line in (root / "studies" / study["id"] / "driver.log").read_text().splitlines()
+            for line in driver_log.read_text().splitlines()
             if line.startswith("[pcd driver")
         ]
         cpu0 = _server_cpu(api)

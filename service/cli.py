@@ -71,6 +71,7 @@ def study_run(
     except SpecError as err:
         _fail(str(err), 2)
         return
+    from service.ranking import ranked
     from service.runner.live import LiveTrialTable
     from service.runner.study import RunnerSettings, StudyError, run_study
 
@@ -110,11 +111,7 @@ def study_run(
     table = Table(title=f"study {study.name}: leaderboard ({study.objective.metric}, val)")
     for col in ("trial", "status", "epochs", "best", "config"):
         table.add_column(col)
-    ranked = sorted(
-        result.trials,
-        key=lambda r: -(r.best or -1e9) if study.objective.mode == "max" else (r.best or 1e9),
-    )
-    for row in ranked:
+    for row in ranked(result.trials, lambda r: r.best, study.objective.mode):
         table.add_row(
             row.trial_id,
             row.status,

@@ -20,13 +20,14 @@ import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from search_spaces.reproduce import METHOD_NAMES, Benchmark, Pair, study_spec
 from search_spaces.schema import StudySpec
+from service.study_files import StudyFolder, StudySummary, mlflow_store_uri
 
 TEACHER_DIR = "teachers"
 
@@ -79,7 +80,7 @@ class StudyState:
     folder: Path
     status: str = "pending"  # pending, skipped (finished before), running, done, failed
     error: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: StudySummary | None = None
 
 
 def select(bench: Benchmark, pairs: str, methods: str) -> tuple[list[Pair], list[str]]:
@@ -119,6 +120,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _read_summary(folder: StudyFolder) -> StudySummary | None:
+    try:
+        return folder.read_summary()
+    except (OSError, ValueError):
+        return None
+
+
 def _atomic_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -140,7 +148,8 @@ class Reproduction:
         self.settings.data_root = request.data_root.resolve()
         self.settings.teacher_root = request.teacher_root.resolve()
         self.settings.logit_bank_root = self.out / "logit_banks"
-        self.settings.tracking_uri = settings.tracking_uri or f"sqlite:///{self.out / 'mlflow.db'}"
+        # one MLflow store for all the studies of the table
+        self.settings.tracking_uri = settings.tracking_uri or mlflow_store_uri(self.out)
         self.teachers: dict[str, TeacherRecord] = {}
         self.studies: list[StudyState] = []
         self._lock = threading.Lock()
@@ -255,12 +264,16 @@ class Reproduction:
                 self.studies.append(state)
 
     def _check_folder(self, state: StudyState) -> None:
-        saved = _read_json(state.folder / "study.json")
-        if not saved:
+        folder = StudyFolder(state.folder)
+        try:
+            saved = folder.read_state()
+        except (OSError, ValueError):
+            saved = None
+        if saved is None:
             return
         ours = state.spec.model_dump(mode="json")
-        if saved.get("spec") != ours:
-            old = saved.get("spec", {})
+        if saved.spec != ours:
+            old = saved.spec or {}
             was = (old.get("budget", {}).get("max_epochs"), old.get("promotion", {}).get("seeds"))
             now = (self.req.epochs, self.req.seeds)
             what = f"{was[0]} epochs and {was[1]} seeds, not {now[0]} and {now[1]}"
@@ -270,8 +283,8 @@ class Reproduction:
                 f"{state.folder} holds a run of {state.pair.id} {state.method} with {what}; "
                 "use another --out"
             )
-        summary = _read_json(state.folder / "summary.json")
-        if saved.get("finished") and summary:
+        summary = _read_summary(folder)
+        if saved.finished and summary is not None:
             state.status, state.summary = "skipped", summary
 
     def needs_work(self) -> bool:
@@ -307,9 +320,7 @@ class Reproduction:
             on_update()
             try:
                 result = run_study(state.spec, state.folder, self.settings, on_phase=on_phase)
-                state.summary = _read_json(state.folder / "summary.json") or {
-                    "promotion": result.promotion
-                }
+                state.summary = result
                 state.status = "done"
             except Exception as err:  # recorded, shown in the table; the others go on
                 state.status, state.error = "failed", f"{type(err).__name__}: {err}"
@@ -378,7 +389,7 @@ class Reproduction:
                 )
             for method in self.req.methods:
                 s = by_key[(pair.id, method)]
-                stats = (s.summary.get("promotion") or {}).get("best")
+                stats = s.summary.promotion.get("best") if s.summary else None
                 ours = None
                 if stats:
                     best = stats.get("best_epoch") or {}

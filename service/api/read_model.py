@@ -4,7 +4,6 @@ from the study folder and the study's MLflow runs. Read-only: nothing here write
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -16,37 +15,60 @@ from urllib.parse import urlparse
 import httpx
 from sqlalchemy import text
 
+from search_spaces.schema import Objective
 from service.api.schemas import BestTrial, TrialCounters, TrialOut
+from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
+from service.study_files import (
+    StudyFolder,
+    StudyState,
+    StudySummary,
+    Tags,
+    TrialOutcome,
+    child_runs_filter,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _study_state(record: StudyRecord) -> dict[str, Any]:
-    if not record.study_dir:
-        return {}
-    path = Path(record.study_dir) / "study.json"
+def _folder(record: StudyRecord) -> StudyFolder | None:
+    return StudyFolder(Path(record.study_dir)) if record.study_dir else None
+
+
+def _study_state(record: StudyRecord) -> StudyState:
+    """The study's state as its driver wrote it (empty before that, or while unreadable)."""
+    folder = _folder(record)
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        state = folder.read_state() if folder else None
     except (OSError, ValueError):
-        return {}
+        state = None
+    return state or StudyState()
+
+
+def _summary(record: StudyRecord) -> StudySummary | None:
+    folder = _folder(record)
+    try:
+        return folder.read_summary() if folder else None
+    except (OSError, ValueError):
+        return None
 
 
 def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
     if settings.mlflow_tracking_uri:
         return settings.mlflow_tracking_uri
-    if record.study_dir and (Path(record.study_dir) / "mlflow.db").is_file():
-        return f"sqlite:///{Path(record.study_dir) / 'mlflow.db'}"
+    folder = _folder(record)
+    if folder and folder.mlflow_db.is_file():
+        return folder.mlflow_uri
     return None
 
 
-def _client(settings: Settings, record: StudyRecord, state: dict[str, Any]) -> Any:
+def _client(settings: Settings, record: StudyRecord, state: StudyState) -> Any:
     """An MLflow client for the study's tracking store, once the driver has made its parent
-    run (``state`` is the study's study.json). Not before: opening a SQLite store that the
-    driver is still creating would run MLflow's migrations from here too, and the two clash."""
+    run. Not before: opening a SQLite store that the driver is still creating would run
+    MLflow's migrations from here too, and the two clash."""
     uri = _tracking_uri(settings, record)
-    if not uri or "parent_run_id" not in state:
+    if not uri or state.parent_run_id is None:
         return None
     from mlflow.tracking import MlflowClient
 
@@ -57,12 +79,12 @@ class TrackingUnavailable(RuntimeError):
     """MLflow did not answer (an outage, or a store the driver is still creating)."""
 
 
-def _child_runs(client: Any, state: dict[str, Any]) -> list[Any]:
-    if client is None:
+def _child_runs(client: Any, state: StudyState) -> list[Any]:
+    if client is None or state.parent_run_id is None:
         return []
     return client.search_runs(
-        [state["experiment_id"]],
-        filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
+        [state.experiment_id],
+        filter_string=child_runs_filter(state.parent_run_id),
         max_results=5000,
     )
 
@@ -86,40 +108,36 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
         with _reading(record):
             runs = _child_runs(_client(settings, record, state), state)
     for run in runs:
-        outcome = run.data.tags.get("pcd.outcome")
+        outcome = run.data.tags.get(Tags.OUTCOME)
         if run.info.status == "RUNNING":
             counters.running += 1
-        elif run.info.status == "FAILED" or outcome == "failed":
+        elif run.info.status == "FAILED" or outcome == TrialOutcome.failed:
             counters.failed += 1
-        elif outcome == "stopped_early":
+        elif outcome == TrialOutcome.stopped_early:
             counters.stopped_early += 1
         else:
             counters.completed += 1
     trials = record.spec.get("budget", {}).get("trials", 0)
     counters.pending = max(0, trials - len(runs))
-    summary_path = Path(record.study_dir or "/nonexistent") / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    except (OSError, ValueError):
-        summary = None
+    summary = _summary(record)
     if summary is not None:
         best = BestTrial(
-            trial_id=summary.get("best_trial_id"),
-            value=summary.get("best_value"),
-            config=summary.get("best_config") or {},
+            trial_id=summary.best_trial_id,
+            value=summary.best_value,
+            config=summary.best_config,
         )
-        promotion = summary.get("promotion") or {}
+        promotion = summary.promotion
     uri = settings.mlflow_tracking_uri
-    if uri and uri.startswith("http") and "parent_run_id" in state:
+    if uri and uri.startswith("http") and state.parent_run_id is not None:
         mlflow_url = (
-            f"{uri.rstrip('/')}/#/experiments/{state['experiment_id']}/runs/"
-            f"{state['parent_run_id']}"
+            f"{uri.rstrip('/')}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}"
         )
     return counters, best, promotion, mlflow_url
 
 
 def trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
-    """A study's trials, best first; TrackingUnavailable if MLflow does not answer."""
+    """A study's trials, best first by the study's objective (service.ranking);
+    TrackingUnavailable if MLflow does not answer."""
     with _reading(record):
         return _read_trials(settings, record)
 
@@ -128,24 +146,25 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     out = []
     state = _study_state(record)
     client = _client(settings, record, state)
+    objective = Objective.model_validate(record.spec.get("objective") or {})
     for run in _child_runs(client, state):
         metrics = {k: float(v) for k, v in run.data.metrics.items()}
-        history = client.get_metric_history(run.info.run_id, "val_top1")
-        best = max((m.value for m in history), default=None)  # best epoch, as selection uses
+        history = client.get_metric_history(run.info.run_id, objective.metric)
+        tags = run.data.tags
         out.append(
             TrialOut(
-                trial_id=run.data.tags.get("pcd.trial_id", ""),
+                trial_id=tags.get(Tags.TRIAL_ID, ""),
                 status=run.info.status,
-                outcome=run.data.tags.get("pcd.outcome"),
-                epochs=int(run.data.tags.get("pcd.epochs", "0") or 0),
+                outcome=tags.get(Tags.OUTCOME),
+                epochs=int(tags.get(Tags.EPOCHS, "0") or 0),
                 config=dict(run.data.params),
                 last=metrics,
-                best=best,
-                error=run.data.tags.get("pcd.error"),
+                best=best_value([m.value for m in history], objective.mode),
+                error=tags.get(Tags.ERROR),
                 mlflow_run_id=run.info.run_id,
             )
         )
-    return sorted(out, key=lambda t: -(t.best if t.best is not None else -1.0))
+    return ranked(out, lambda t: t.best, objective.mode)
 
 
 def readiness(settings: Settings, store: Store) -> dict[str, str]:

@@ -71,7 +71,11 @@ class TrialOut(BaseModel):
     epochs: int = 0
     config: dict[str, Any] = Field(default_factory=dict)
     last: dict[str, float] = Field(default_factory=dict, description="last epoch's metrics")
-    best: float | None = Field(None, description="best val_top1 over the trial's epochs")
+    best: float | None = Field(
+        None,
+        description="the trial's value: the study's objective at its best epoch (the highest "
+        "for mode max, the lowest for min); trials are listed best first by it",
+    )
     error: str | None = Field(None, description="why the trial failed (one line)")
     mlflow_run_id: str
 

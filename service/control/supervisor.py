@@ -19,7 +19,6 @@ Where drivers run:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -34,9 +33,9 @@ import psutil
 from service.control.jobs import RayJobs
 from service.control.processes import start_session, terminate_group
 from service.mlflow_reads import without_read_bounds
-from service.runner.launch import OUTCOME, read_outcome, write_launch
 from service.settings import API_SECRETS, Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
+from service.study_files import StudyFolder, standby_driver_log
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +75,22 @@ class Supervisor:
     def launch(self, study_id: str, spec: dict, attempt: int) -> str:
         folder = self.study_dir(study_id)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / OUTCOME).unlink(missing_ok=True)  # the previous attempt's
-        write_launch(folder, attempt)
-        (folder / "spec.json").write_text(json.dumps(spec))
+        files = StudyFolder(folder)
+        files.clear_outcome()  # the previous attempt's
+        files.write_launch(attempt)
+        files.write_spec(spec)
         if self.settings.uses_ray_jobs:
             # the cluster's Python, not this host's: the job runs on the head
             args = ["python", "-m", "service.runner.launch", str(folder)]
             env = self.settings.driver_env()
-            return f"job:{self._ray_jobs.submit(study_id, args, folder / 'driver.log', env)}"
+            return f"job:{self._ray_jobs.submit(study_id, args, files.driver_log, env)}"
         proc = self._hand_to_standby(folder)
         if proc is not None:
             self._children[proc.pid] = proc
             self._spawn_standby()  # warm for the next study
             return f"pid:{proc.pid}"
         proc = start_session(
-            self._driver_command(folder), self._process_env(), folder / "driver.log"
+            self._driver_command(folder), self._process_env(), StudyFolder(folder).driver_log
         )
         self._children[proc.pid] = proc
         return f"pid:{proc.pid}"
@@ -104,7 +104,7 @@ class Supervisor:
         self._standby = start_session(
             [sys.executable, "-m", "service.runner.launch", "--standby"],
             self._process_env(),
-            self.settings.studies_dir / "standby-driver.log",
+            standby_driver_log(self.settings.studies_dir),
             stdin=subprocess.PIPE,
         )
 
@@ -153,6 +153,9 @@ class Supervisor:
             running, _ = self.store.list(status=StudyStatus.running, limit=10_000)
             for study in running:
                 try:
+                    if study.parent_run_id is None:  # the driver has made it since?
+                        folder = StudyFolder(self.study_dir(study.id))
+                        self.store.record_parent_run(study.id, folder.parent_run_id())
                     if self._apply_outcome(study) is None and not self.alive(study.driver):
                         self._driver_gone(study)
                 except (InvalidTransition, KeyError):
@@ -162,11 +165,11 @@ class Supervisor:
     def _apply_outcome(self, study: StudyRecord) -> StudyStatus | None:
         """Finish a running study with the outcome its current attempt's driver wrote;
         returns that status, or None when there is none."""
-        result = read_outcome(self.study_dir(study.id), study.attempts)
-        if result is None:
+        outcome = StudyFolder(self.study_dir(study.id)).read_outcome(study.attempts)
+        if outcome is None:
             return None
-        to = StudyStatus(result["status"])
-        self.store.transition(study.id, to, expected=StudyStatus.running, error=result.get("error"))
+        to = StudyStatus(outcome.status)
+        self.store.transition(study.id, to, expected=StudyStatus.running, error=outcome.error)
         return to
 
     def _driver_gone(self, study: StudyRecord) -> None:

@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from service.ranking import Mode, at_best_epoch_key, best_value
+
 
 class LiveTrialTable(Callback):
     """Running, finished, stopped early and failed trials, with the best so far."""
 
-    def __init__(self, metric: str, mode: str, max_epochs: int, console: Console | None = None):
+    def __init__(self, metric: str, mode: Mode, max_epochs: int, console: Console | None = None):
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
         self.rows: dict[str, dict[str, Any]] = {}
         self.console = console or Console()
@@ -27,12 +29,7 @@ class LiveTrialTable(Callback):
         return state
 
     def _render(self) -> Table:
-        best = None
-        for row in self.rows.values():
-            if row["best"] is not None and (
-                best is None or (row["best"] > best if self.mode == "max" else row["best"] < best)
-            ):
-                best = row["best"]
+        best = best_value([row["best"] for row in self.rows.values()], self.mode)
         table = Table(
             title=f"trials ({self.metric}, best so far: {best if best is None else round(best, 2)})"
         )
@@ -86,14 +83,12 @@ class LiveTrialTable(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
-        value = result.get(self.metric)
-        row = self.rows.get(trial.trial_id, {})
-        best = row.get("best")
-        if value is not None and (
-            best is None or (value > best if self.mode == "max" else value < best)
-        ):
-            best = value
-        self._update(trial, epochs=int(result.get("epoch", 0)), last=value, best=best)
+        self._update(
+            trial,
+            epochs=int(result.get("epoch", 0)),
+            last=result.get(self.metric),
+            best=result.get(at_best_epoch_key(self.metric)),  # the trial's value so far
+        )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -1,6 +1,6 @@
 """Study tracking in MLflow: one parent run per study, one child run per trial.
 
-Written for restores: the trial-to-run map lives in MLflow itself (a ``pcd.trial_id`` tag
+Written for restores: the trial-to-run map lives in MLflow itself (a ``Tags.TRIAL_ID`` tag
 under the parent), so a restored driver finds and continues a trial's run instead of
 creating a second one, and skips epochs it already logged. The stock MLflowLoggerCallback
 neither nests nor survives a restore.
@@ -20,12 +20,8 @@ from ray.tune.experiment import Trial
 
 from service.runner.errors import one_line
 from service.runner.tracking import RetryingClient
+from service.study_files import Tags, TrialOutcome, child_runs_filter
 
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "pcd.trial_id"
-# the Ray node that reported the trial's latest result (Tune's `node_ip` result key)
-NODE_TAG = "pcd.node_ip"
-ERROR_TAG = "pcd.error"  # a failed trial's reason, one line
 # Tune's own bookkeeping keys, not metrics of the run
 _SKIP = {
     "epoch",
@@ -80,8 +76,8 @@ class MLflowStudyCallback(Callback):
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' "
-                f"and tags.`{TRIAL_TAG}` = '{trial.trial_id}'"
+                f"{child_runs_filter(self.parent_run_id)} "
+                f"and tags.`{Tags.TRIAL_ID}` = '{trial.trial_id}'"
             ),
             max_results=1,
         )
@@ -95,9 +91,9 @@ class MLflowStudyCallback(Callback):
             run = self.client.create_run(
                 self.experiment_id,
                 tags={
-                    PARENT_TAG: self.parent_run_id,
-                    TRIAL_TAG: trial.trial_id,
-                    "mlflow.runName": f"trial-{trial.trial_id}",
+                    Tags.PARENT_RUN: self.parent_run_id,
+                    Tags.TRIAL_ID: trial.trial_id,
+                    Tags.RUN_NAME: f"trial-{trial.trial_id}",
                 },
             )
             run_id = run.info.run_id
@@ -120,21 +116,23 @@ class MLflowStudyCallback(Callback):
         is kept and tagged."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+            filter_string=child_runs_filter(self.parent_run_id),
             max_results=10000,
         )
         for run in runs:
-            trial_id = run.data.tags.get(TRIAL_TAG)
+            trial_id = run.data.tags.get(Tags.TRIAL_ID)
             if trial_id is None or trial_id in known:
                 continue
             if run.info.status == "FINISHED":
                 self.client.set_tag(
                     run.info.run_id,
-                    "pcd.restore_note",
+                    Tags.RESTORE_NOTE,
                     "finished before a driver crash, after Tune's last snapshot",
                 )
             else:
-                self.client.set_tag(run.info.run_id, "pcd.outcome", "lost_in_driver_crash")
+                self.client.set_tag(
+                    run.info.run_id, Tags.OUTCOME, TrialOutcome.lost_in_driver_crash
+                )
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 self.client.delete_run(run.info.run_id)
 
@@ -172,21 +170,23 @@ class MLflowStudyCallback(Callback):
     def _tag_node(self, trial: Trial, run_id: str, node: Any) -> None:
         """Which node ran the trial (again after a reschedule): set when it changes."""
         if node and self._nodes.get(trial.trial_id) != node:
-            self.client.set_tag(run_id, NODE_TAG, str(node))
+            self.client.set_tag(run_id, Tags.NODE_IP, str(node))
             self._nodes[trial.trial_id] = str(node)
 
     def _finish(self, trial: Trial, status: str, error: str | None = None) -> None:
         run_id = self.run_id(trial)
         if error is not None:
-            self.client.set_tag(run_id, ERROR_TAG, error)
+            self.client.set_tag(run_id, Tags.ERROR, error)
         epochs = self._logged.get(trial.trial_id, 0)
         outcome = (
-            "failed"
+            TrialOutcome.failed
             if status == "FAILED"
-            else ("completed" if epochs >= self.max_epochs else "stopped_early")
+            else (
+                TrialOutcome.completed if epochs >= self.max_epochs else TrialOutcome.stopped_early
+            )
         )
-        self.client.set_tag(run_id, "pcd.outcome", outcome)
-        self.client.set_tag(run_id, "pcd.epochs", str(epochs))
+        self.client.set_tag(run_id, Tags.OUTCOME, outcome)
+        self.client.set_tag(run_id, Tags.EPOCHS, str(epochs))
         self.client.set_terminated(run_id, status=status)
 
     def on_trial_complete(

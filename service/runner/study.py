@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,63 +26,29 @@ from pcd_core.data import load_dataset
 from pcd_core.models import build_model, count_parameters
 from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
 from search_spaces.schema import StudySpec
+from service.ranking import at_best_epoch_key, best_index, best_value, ranked, running_best
 from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
 from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
 from service.runner.tracking import RetryingClient
 from service.runner.trainable import TrialContext, run_trial, trial_config
+from service.settings import RunnerSettings
+from service.study_files import (
+    EXPERIMENT,
+    StudyFolder,
+    StudyState,
+    StudySummary,
+    Tags,
+    TrialOutcome,
+    TrialRow,
+    child_runs_filter,
+    local_artifacts_uri,
+)
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "pcd-studies"
-STATE_FILE = "study.json"
 MAX_TAG = 5000  # characters of an MLflow tag value written here (MLflow takes 8000)
-
-
-@dataclass
-class RunnerSettings:
-    """Where a study's parts live. Local defaults: everything under the study folder."""
-
-    tracking_uri: str | None = None  # default sqlite:///<study_dir>/mlflow.db
-    optuna_storage: str | None = None  # default sqlite:///<study_dir>/optuna.db
-    ray_address: str | None = None  # None: a local Ray started by this process
-    tune_storage: str | None = None  # Tune experiment storage URI; default <study_dir>/tune
-    data_root: Path | None = None
-    teacher_root: Path | None = None
-    num_cpus: int | None = None  # local Ray only
-    # teacher-logit banks (keyed by teacher hash and data pipeline, so studies that share a
-    # teacher can share one folder); None: <study_dir>/logit_bank
-    logit_bank_root: Path | None = None
-    # the cluster adds nodes on demand (an autoscaler): no request is refused for want of a
-    # node that exists now, unless the autoscaler publishes its node types
-    cluster_autoscales: bool = False
-
-
-@dataclass
-class TrialRow:
-    trial_id: str
-    status: str
-    epochs: int
-    last: float | None
-    best: float | None
-    config: dict[str, Any]
-    node_ip: str | None = None
-    history: list[tuple[float, int, float]] = field(default_factory=list)  # (time, epoch, value)
-    error: str | None = None  # why it failed, one line
-
-
-@dataclass
-class StudyResult:
-    name: str
-    study_dir: Path
-    parent_run_id: str
-    tracking_uri: str
-    best_config: dict[str, Any]
-    best_value: float | None
-    best_trial_id: str | None
-    trials: list[TrialRow]
-    promotion: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _resolve_under(root: Path | None, name: str, what: str) -> Path:
@@ -92,19 +57,6 @@ def _resolve_under(root: Path | None, name: str, what: str) -> Path:
     if not path.is_relative_to(base):
         raise StudyError(f"{what} {name!r} escapes its root {base}")
     return path
-
-
-def _sqlite(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
-def _objective(spec: StudySpec) -> tuple[str | list[str], str | list[str]]:
-    if spec.second_objective is None:
-        return spec.objective.metric, spec.objective.mode
-    return (
-        [spec.objective.metric, spec.second_objective.metric],
-        [spec.objective.mode, spec.second_objective.mode],
-    )
 
 
 def init_ray(settings: RunnerSettings) -> None:
@@ -191,15 +143,19 @@ def _remote_opts(spec: StudySpec) -> dict[str, Any]:
     return {"num_cpus": spec.resources.cpus, "num_gpus": spec.resources.gpus}
 
 
-class _State:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+@dataclass
+class _StateFile:
+    """A study's state (study.json) and its folder: the driver updates ``data`` and saves."""
+
+    folder: StudyFolder
+    data: StudyState
+
+    @classmethod
+    def load(cls, folder: StudyFolder) -> _StateFile:
+        return cls(folder, folder.read_state() or StudyState())
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)
+        self.folder.write_state(self.data)
 
 
 def ensure_experiment(client: MlflowClient, studies_dir: Path) -> str:
@@ -210,22 +166,22 @@ def ensure_experiment(client: MlflowClient, studies_dir: Path) -> str:
         return experiment.experiment_id
     # a tracking server stores artifacts itself (proxied); a local store next to the study
     local = not client.tracking_uri.startswith(("http://", "https://"))
-    location = (studies_dir / "mlartifacts").resolve().as_uri() if local else None
+    location = local_artifacts_uri(studies_dir) if local else None
     return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def _parent_run(
-    client: MlflowClient, state: _State, spec: StudySpec, study_dir: Path
+    client: MlflowClient, state: _StateFile, spec: StudySpec, study_dir: Path
 ) -> tuple[str, str]:
     experiment_id = ensure_experiment(client, study_dir.parent)
-    run_id = state.data.get("parent_run_id")
+    run_id = state.data.parent_run_id
     if run_id is None:
         run = client.create_run(
             experiment_id,
-            tags={"mlflow.runName": spec.name, "pcd.study": study_dir.name, "pcd.kind": "study"},
+            tags={Tags.RUN_NAME: spec.name, Tags.STUDY: study_dir.name, Tags.KIND: "study"},
         )
         run_id = run.info.run_id
-        client.log_dict(run_id, spec.model_dump(mode="json"), "spec.json")
+        client.log_dict(run_id, spec.model_dump(mode="json"), state.folder.spec_file.name)
         client.log_param(run_id, "method", spec.method)
         client.log_param(run_id, "student", spec.student)
         client.log_param(run_id, "dataset", spec.data.name)
@@ -234,7 +190,7 @@ def _parent_run(
         client.log_param(run_id, "trials", spec.budget.trials)
         client.log_param(run_id, "max_epochs", spec.budget.max_epochs)
         client.log_param(run_id, "space", json.dumps(spec.model_dump(mode="json")["space"]))
-        state.data.update(parent_run_id=run_id, experiment_id=experiment_id)
+        state.data.parent_run_id, state.data.experiment_id = run_id, experiment_id
         state.save()
     else:
         client.update_run(run_id, status="RUNNING")
@@ -242,7 +198,7 @@ def _parent_run(
 
 
 def _teacher(
-    spec: StudySpec, settings: RunnerSettings, study_dir: Path, state: _State
+    spec: StudySpec, settings: RunnerSettings, study_dir: Path, state: _StateFile
 ) -> tuple[str | None, str | None]:
     """Train (once) or load-and-verify the study's teacher."""
     if spec.method == "ce":
@@ -251,8 +207,8 @@ def _teacher(
         path = _resolve_under(settings.teacher_root, spec.teacher.checkpoint, "teacher")
         _, info = load_teacher(path, expected_hash=spec.teacher.hash)
         return str(path), info.content_hash
-    if "teacher" in state.data:
-        return state.data["teacher"], state.data["teacher_hash"]
+    if state.data.teacher is not None:
+        return state.data.teacher, state.data.teacher_hash
     config = TrainConfig(
         data={
             "name": spec.data.name,
@@ -267,10 +223,10 @@ def _teacher(
     )
     out = ray.get(
         train_remote.options(**_remote_opts(spec)).remote(
-            config.model_dump(mode="json"), str(study_dir / "teacher")
+            config.model_dump(mode="json"), str(state.folder.teacher_dir)
         )
     )
-    state.data.update(teacher=out["teacher_artifact"], teacher_hash=out["teacher_hash"])
+    state.data.teacher, state.data.teacher_hash = out["teacher_artifact"], out["teacher_hash"]
     state.save()
     return out["teacher_artifact"], out["teacher_hash"]
 
@@ -297,6 +253,24 @@ class RestorableOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             log.info("trial %s already finished in the Optuna storage", trial_id)
+
+
+def make_searcher(spec: StudySpec, storage: str, study_name: str) -> RestorableOptunaSearch:
+    """The study's Optuna searcher. It is given each objective at the trial's best epoch
+    (service.ranking; the trainable reports them), so that Optuna's value of a trial, which
+    optuna-dashboard shows, is the one pcd ranks it by, not its last epoch's."""
+    objectives = [spec.objective, *([spec.second_objective] if spec.second_objective else [])]
+    metrics = [at_best_epoch_key(o.metric) for o in objectives]
+    modes = [o.mode for o in objectives]
+    return RestorableOptunaSearch(
+        space=define_by_run(spec),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=make_sampler(spec),
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage),
+        seed=spec.seed,
+    )
 
 
 def _fail_orphans(storage: str, study_name: str) -> int:
@@ -327,7 +301,7 @@ def run_study(
     *,
     callbacks: list[tune.Callback] | None = None,
     on_phase: Callable[[str], None] | None = None,
-) -> StudyResult:
+) -> StudySummary:
     """Run (or resume, if ``study_dir`` holds a started study) a study to the end.
 
     Raises StudyError when no trial completed; on any failure the parent run and the trial
@@ -336,19 +310,20 @@ def run_study(
     study_dir = Path(study_dir).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
     phase = on_phase or (lambda _msg: None)
-    state = _State(study_dir / STATE_FILE)
+    folder = StudyFolder(study_dir)
+    state = _StateFile.load(folder)
     spec_json = spec.model_dump(mode="json")
-    if state.data.get("spec", spec_json) != spec_json:
+    if state.data.spec not in (None, spec_json):
         raise StudyError(f"{study_dir} holds a study with another spec; use a new folder")
-    if state.data.get("finished"):
+    if state.data.finished:
         raise StudyError(
-            f"{study_dir} holds a finished study (results in {study_dir / 'summary.json'}); "
+            f"{study_dir} holds a finished study (results in {folder.summary_file}); "
             "use another study folder to run it again"
         )
-    state.data["spec"] = spec_json
+    state.data.spec = spec_json
     state.save()
 
-    tracking_uri = settings.tracking_uri or _sqlite(study_dir / "mlflow.db")
+    tracking_uri = settings.tracking_uri or folder.mlflow_uri
     phase("tracking")
     client = cast(MlflowClient, RetryingClient(tracking_uri))  # rides out MLflow outages
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)
@@ -364,23 +339,24 @@ def _run_tracked(
     spec: StudySpec,
     study_dir: Path,
     settings: RunnerSettings,
-    state: _State,
+    state: _StateFile,
     tracking: _Tracking,
     callbacks: list[tune.Callback] | None,
     phase: Callable[[str], None],
-) -> StudyResult:
+) -> StudySummary:
     phase("ray")
     init_ray(settings)
     check_resources(spec, may_grow=settings.cluster_autoscales)
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)
+    logit_bank = settings.logit_bank_root or state.folder.logit_bank_dir
     ctx = TrialContext(
         spec_json=spec.model_dump(mode="json"),
         teacher=teacher,
         teacher_hash=teacher_hash,
         data_root=data_root,
-        logit_bank=str(settings.logit_bank_root or study_dir / "logit_bank") if teacher else None,
+        logit_bank=str(logit_bank) if teacher else None,
         student_params=_student_params(spec, data_root),
         study_dir=str(study_dir),
     )
@@ -389,29 +365,40 @@ def _run_tracked(
         # a fixed study only trains on the whole training split (the promotion's runs)
         probe = trial_config(ctx, {}, val_fraction=0.0 if spec.is_fixed else None)
         ray.get(_prefill_remote.options(**_remote_opts(spec)).remote(probe.model_dump(mode="json")))
-    t = tracking
     if spec.is_fixed:
-        return _finish_fixed(spec, ctx, t.client, t.parent_run_id, t.uri, state, phase)
+        return _finish_fixed(spec, ctx, tracking, state, phase)
+    return _search(spec, ctx, settings, state, tracking, callbacks, phase)
 
+
+def _search(
+    spec: StudySpec,
+    ctx: TrialContext,
+    settings: RunnerSettings,
+    state: _StateFile,
+    tracking: _Tracking,
+    callbacks: list[tune.Callback] | None,
+    phase: Callable[[str], None],
+) -> StudySummary:
+    """The search, its ranking and the promotion of its best configuration."""
     phase("search")
-    storage = settings.optuna_storage or _sqlite(study_dir / "optuna.db")
-    study_name = f"{spec.name}-{study_dir.name}"
+    storage = settings.optuna_storage or state.folder.optuna_uri
+    study_name = f"{spec.name}-{state.folder.path.name}"
     tuner, restored = _tuner(spec, ctx, settings, tracking, storage, study_name, callbacks, phase)
-    state.data["restored"] = state.data.get("restored", 0) + int(restored)
+    state.data.restored += int(restored)
     state.save()
     grid = tuner.fit()
     orphans = _fail_orphans(storage, study_name)
-    first_metric, first_mode = spec.objective.metric, spec.objective.mode
-    rows = [_trial_row(result, first_metric, first_mode) for result in grid]
-    best_row = _best_row(rows, first_mode)
-    t.client.set_tag(t.parent_run_id, "pcd.orphaned_trials_failed", str(orphans))
+    t = tracking
+    t.client.set_tag(t.parent_run_id, Tags.ORPHANED_TRIALS_FAILED, str(orphans))
+    rows = [_trial_row(result, spec.objective.metric, spec.objective.mode) for result in grid]
     _log_trial_failures(t.client, t.parent_run_id, rows)
+    best_row = _best_row(rows, spec.objective.mode)
     if best_row is None:
         raise StudyError(no_trial_completed(rows))
-
-    result = StudyResult(
+    _log_best(t.client, t.parent_run_id, spec.objective.metric, best_row)
+    result = StudySummary(
         name=spec.name,
-        study_dir=study_dir,
+        study_dir=state.folder.path,
         parent_run_id=t.parent_run_id,
         tracking_uri=t.uri,
         best_config=best_row.config,
@@ -419,17 +406,20 @@ def _run_tracked(
         best_trial_id=best_row.trial_id,
         trials=rows,
     )
-    t.client.log_metric(t.parent_run_id, f"best_{first_metric}", float(best_row.best))  # type: ignore[arg-type]
-    for key, value in best_row.config.items():
-        t.client.set_tag(t.parent_run_id, f"best.{key}", str(value))
     phase("promotion")
-    result.promotion = _promote(spec, ctx, best_row.config, study_dir, state)
-    _log_plots(
-        t.client, t.parent_run_id, storage, study_name, best_row.trial_id, first_metric, study_dir
-    )
+    result.promotion = _promote(spec, ctx, best_row.config, state)
+    _log_plots(t, storage, study_name, best_row.trial_id, spec, state.folder)
     _log_promotion(t.client, t.parent_run_id, result.promotion)
     _write_summary(t.client, result, state)
     return result
+
+
+def _log_best(client: MlflowClient, run_id: str, metric: str, best: TrialRow) -> None:
+    """The parent run names the best trial, its value and its configuration."""
+    client.set_tag(run_id, Tags.BEST_TRIAL_ID, str(best.trial_id))
+    client.log_metric(run_id, f"best_{metric}", float(best.best))  # type: ignore[arg-type]
+    for key, value in best.config.items():
+        client.set_tag(run_id, f"{Tags.BEST_PARAM_PREFIX}{key}", str(value))
 
 
 def _tuner(
@@ -443,7 +433,6 @@ def _tuner(
     phase: Callable[[str], None],
 ) -> tuple[tune.Tuner, bool]:
     """The study's Tuner, restored from its experiment when there is one (and whether)."""
-    metric, mode = _objective(spec)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
@@ -453,7 +442,7 @@ def _tuner(
     storage_path = (
         f"{settings.tune_storage.rstrip('/')}/{study_dir.name}"
         if settings.tune_storage
-        else str(study_dir / "tune")
+        else str(StudyFolder(study_dir).tune_dir)
     )
     experiment_path = f"{storage_path}/search"
     if tune.Tuner.can_restore(experiment_path):
@@ -461,15 +450,7 @@ def _tuner(
             experiment_path, trainable=trainable, resume_errored=True, restart_errored=False
         )
         return tuner, True
-    searcher = RestorableOptunaSearch(
-        space=define_by_run(spec),
-        metric=metric,
-        mode=mode,
-        sampler=make_sampler(spec),
-        study_name=study_name,
-        storage=optuna.storages.RDBStorage(storage),
-        seed=spec.seed,
-    )
+    searcher = make_searcher(spec, storage, study_name)
     scheduler = (
         ASHAScheduler(
             time_attr="epoch",
@@ -511,7 +492,7 @@ def _trial_row(result: Any, metric: str, mode: str) -> TrialRow:
     why (one line)."""
     history = result.metrics_dataframe
     values = history[metric].tolist() if history is not None and metric in history else []
-    best = (max(values) if mode == "max" else min(values)) if values else None
+    best = best_value(values, mode)
     timeline = (
         list(zip(history["timestamp"], history["epoch"], values, strict=False))
         if values and "timestamp" in history and "epoch" in history
@@ -532,10 +513,8 @@ def _trial_row(result: Any, metric: str, mode: str) -> TrialRow:
 
 def _best_row(rows: list[TrialRow], mode: str) -> TrialRow | None:
     """The best trial that did not fail (a failed trial's earlier epochs do not count)."""
-    scored = [r for r in rows if r.best is not None and r.error is None]
-    if not scored:
-        return None
-    return (max if mode == "max" else min)(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+    scored = ranked([r for r in rows if r.error is None], lambda r: r.best, mode)  # type: ignore[arg-type]
+    return scored[0] if scored and scored[0].best is not None else None
 
 
 def no_trial_completed(rows: list[TrialRow]) -> str:
@@ -553,9 +532,9 @@ def _log_trial_failures(client: MlflowClient, run_id: str, rows: list[TrialRow])
     """The parent run's count of failed trials and their reasons (pcd.trial_errors: JSON,
     trial id to reason, clipped to what an MLflow tag holds)."""
     errors = {r.trial_id: r.error for r in rows if r.error is not None}
-    client.set_tag(run_id, "pcd.failed_trials", str(len(errors)))
+    client.set_tag(run_id, Tags.FAILED_TRIALS, str(len(errors)))
     if errors:
-        client.set_tag(run_id, "pcd.trial_errors", json.dumps(errors)[:MAX_TAG])
+        client.set_tag(run_id, Tags.TRIAL_ERRORS, json.dumps(errors)[:MAX_TAG])
 
 
 def close_failed_runs(tracking: _Tracking, error: str) -> None:
@@ -564,17 +543,16 @@ def close_failed_runs(tracking: _Tracking, error: str) -> None:
     failed."""
     t, client = tracking, MlflowClient(tracking.uri)
     try:
-        client.set_tag(t.parent_run_id, "pcd.error", error[:MAX_TAG])
+        client.set_tag(t.parent_run_id, Tags.ERROR, error[:MAX_TAG])
         client.set_terminated(t.parent_run_id, status="FAILED")
         running = client.search_runs(
             [t.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{t.parent_run_id}' "
-            "and attributes.status = 'RUNNING'",
+            filter_string=f"{child_runs_filter(t.parent_run_id)} and attributes.status = 'RUNNING'",
             max_results=10000,
         )
         for run in running:
-            client.set_tag(run.info.run_id, "pcd.outcome", "failed")
-            client.set_tag(run.info.run_id, "pcd.error", f"study failed: {error}"[:MAX_TAG])
+            client.set_tag(run.info.run_id, Tags.OUTCOME, TrialOutcome.failed)
+            client.set_tag(run.info.run_id, Tags.ERROR, f"study failed: {error}"[:MAX_TAG])
             client.set_terminated(run.info.run_id, status="FAILED")
     except Exception:
         log.warning("could not close the study's MLflow runs", exc_info=True)
@@ -593,54 +571,46 @@ def _log_promotion(client: MlflowClient, run_id: str, promotion: dict[str, dict[
             )
 
 
-def _write_summary(client: MlflowClient, result: StudyResult, state: _State) -> None:
-    client.log_dict(result.parent_run_id, _jsonable(asdict(result)), "summary.json")
+def _write_summary(client: MlflowClient, result: StudySummary, state: _StateFile) -> None:
+    client.log_dict(result.parent_run_id, result.to_json(), state.folder.summary_file.name)
     client.set_terminated(result.parent_run_id, status="FINISHED")
-    tmp = result.study_dir / ".summary.json.tmp"  # readers (the API) never see half a file
-    tmp.write_text(json.dumps(_jsonable(asdict(result)), indent=1))
-    os.replace(tmp, result.study_dir / "summary.json")
-    state.data["finished"] = True
+    state.folder.write_summary(result)
+    state.data.finished = True
     state.save()
 
 
 def _finish_fixed(
     spec: StudySpec,
     ctx: TrialContext,
-    client: MlflowClient,
-    parent_run_id: str,
-    tracking_uri: str,
-    state: _State,
+    tracking: _Tracking,
+    state: _StateFile,
     phase: Callable[[str], None],
-) -> StudyResult:
+) -> StudySummary:
     """A fixed-configuration study: no search; the fixed point is trained over the seeds."""
     config = spec.fixed_config()
+    client, parent_run_id = tracking.client, tracking.parent_run_id
     for key, value in config.items():
-        client.set_tag(parent_run_id, f"best.{key}", str(value))
-    client.set_tag(parent_run_id, "pcd.fixed", "true")
+        client.set_tag(parent_run_id, f"{Tags.BEST_PARAM_PREFIX}{key}", str(value))
+    client.set_tag(parent_run_id, Tags.FIXED, "true")
     phase("promotion")
-    study_dir = Path(ctx.study_dir)
-    result = StudyResult(
+    result = StudySummary(
         name=spec.name,
-        study_dir=study_dir,
+        study_dir=state.folder.path,
         parent_run_id=parent_run_id,
-        tracking_uri=tracking_uri,
+        tracking_uri=tracking.uri,
         best_config=config,
         best_value=None,
         best_trial_id=None,
         trials=[],
-        promotion=_promote(spec, ctx, config, study_dir, state),
+        promotion=_promote(spec, ctx, config, state),
     )
     _log_promotion(client, parent_run_id, result.promotion)
     _write_summary(client, result, state)
     return result
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
 def _promote(
-    spec: StudySpec, ctx: TrialContext, best: dict[str, Any], study_dir: Path, state: _State
+    spec: StudySpec, ctx: TrialContext, best: dict[str, Any], state: _StateFile
 ) -> dict[str, dict[str, Any]]:
     """Retrain the best configuration (and the baselines at their defaults) on the whole
     training split with several seeds; test accuracy of the last epoch, mean +- std (and of
@@ -661,7 +631,7 @@ def _promote(
         jobs[label] = [
             train_remote.options(**_remote_opts(spec)).remote(
                 config.model_dump(mode="json"),
-                str(study_dir / "promotion" / f"{label}-s{seed}"),
+                str(state.folder.promotion_dir(label, seed)),
             )
             for seed, config in zip(seeds, configs, strict=True)
         ]
@@ -679,7 +649,7 @@ def _promote(
                 "epochs": [int(b["epoch"]) for b in best],
                 "selected_on": "test",
             }
-    state.data["promotion"] = out
+    state.data.promotion = out
     state.save()
     return out
 
@@ -692,29 +662,28 @@ def mean_std(values: list[float]) -> dict[str, float]:
 
 
 def _log_plots(
-    client: MlflowClient,
-    run_id: str,
+    tracking: _Tracking,
     storage: str,
     study_name: str,
     best_trial_id: str | None,
-    metric: str,
-    study_dir: Path,
+    spec: StudySpec,
+    folder: StudyFolder,
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = study_dir / "plots"
+    metric, mode = spec.objective.metric, spec.objective.mode
+    plots = folder.plots_dir
     plots.mkdir(exist_ok=True)
     study = optuna.load_study(study_name=study_name, storage=storage)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values]
     if done:
         fig, ax = plt.subplots(figsize=(6, 4))
         values = [t.values[0] for t in done]
-        best_so_far = [max(values[: i + 1]) for i in range(len(values))]
         ax.plot(range(len(values)), values, "o", label="trial")
-        ax.plot(range(len(values)), best_so_far, "-", label="best so far")
+        ax.plot(range(len(values)), running_best(values, mode), "-", label="best so far")
         ax.set_xlabel("trial")
         ax.set_ylabel(metric)
         ax.legend()
@@ -732,7 +701,7 @@ def _log_plots(
         fig.tight_layout()
         fig.savefig(plots / "param_importances.png")
         plt.close(fig)
-    per_class = _best_per_class(best_trial_id, study_dir)
+    per_class = best_epoch_per_class(folder, best_trial_id, metric, mode)
     if per_class:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.bar(range(len(per_class)), per_class)
@@ -742,18 +711,16 @@ def _log_plots(
         fig.savefig(plots / "best_trial_per_class.png")
         plt.close(fig)
     for png in plots.glob("*.png"):
-        client.log_artifact(run_id, str(png), "plots")
+        tracking.client.log_artifact(tracking.parent_run_id, str(png), "plots")
 
 
-def _best_per_class(best_trial_id: str | None, study_dir: Path) -> list[float]:
-    """Per-class val accuracy of the best trial at its best epoch."""
-    metrics_file = study_dir / "trials" / str(best_trial_id) / "metrics.jsonl"
-    if best_trial_id is None or not metrics_file.is_file():
+def best_epoch_per_class(
+    folder: StudyFolder, trial_id: str | None, metric: str, mode: str
+) -> list[float]:
+    """Per-class val accuracy of a trial at its best epoch (by the study's objective)."""
+    metrics_file = folder.trial_dir(str(trial_id)) / "metrics.jsonl"  # pcd_core's run folder
+    if trial_id is None or not metrics_file.is_file():
         return []
-    lines = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
-    return max(lines, key=lambda m: m["val_top1"])["val_per_class"] if lines else []
-
-
-def clean_study(study_dir: Path) -> None:
-    """Remove a study folder (its MLflow runs stay where they are)."""
-    shutil.rmtree(study_dir, ignore_errors=True)
+    epochs = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    best = best_index([e.get(metric) for e in epochs], mode)  # type: ignore[arg-type]
+    return [] if best is None else epochs[best]["val_per_class"]

@@ -1,12 +1,14 @@
 """The Tune trainable: one trial is one pcd_core training run, reporting every epoch.
 
-Each epoch reports the validation metrics and a checkpoint (the run's last.pt/best.pt), so a
+Each epoch reports the validation metrics, the objectives at the trial's best epoch so far (what
+the searcher is told: service.ranking) and a checkpoint (the run's last.pt/best.pt), so a
 retried or restored trial resumes mid-run instead of starting over. Test metrics are never
 reported to the search.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from ray import tune
 from pcd_core.methods import METHODS
 from pcd_core.train import DataConfig, EpochMetrics, TrainConfig, train
 from search_spaces.schema import TRAINING_PARAMS, StudySpec
+from service.ranking import at_best_epoch
+from service.study_files import StudyFolder
 
 CHECKPOINT_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
@@ -38,6 +42,14 @@ class TrialContext:
     @property
     def spec(self) -> StudySpec:
         return StudySpec.model_validate(self.spec_json)
+
+    @property
+    def objectives(self) -> list[str]:
+        """The study's objective metrics, the primary first."""
+        spec = self.spec
+        return [spec.objective.metric] + (
+            [spec.second_objective.metric] if spec.second_objective else []
+        )
 
 
 def trial_config(
@@ -86,7 +98,7 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     cpus = max(1, int(ctx.spec.resources.cpus))
     torch.set_num_threads(cpus)
     config = trial_config(ctx, params)
-    out_dir = Path(ctx.study_dir) / "trials" / tune.get_context().get_trial_id()
+    out_dir = StudyFolder(Path(ctx.study_dir)).trial_dir(tune.get_context().get_trial_id())
     checkpoint = tune.get_checkpoint()
     resume = False
     if checkpoint is not None:
@@ -98,11 +110,9 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         resume = True
     elif out_dir.exists():
         shutil.rmtree(out_dir)  # a restart from scratch: no stale files
-    student_params = ctx.student_params
 
     def on_epoch_end(metrics: EpochMetrics, run_dir: Path) -> None:
-        report = {**metrics.scalars(), "epoch": metrics.epoch, "student_params": student_params}
-        report = {k: v for k, v in report.items() if v == v}  # drop NaN
+        report = epoch_report(ctx, metrics, run_dir)
         with tempfile.TemporaryDirectory(prefix="pcd-ckpt-") as tmp:
             for name in CHECKPOINT_FILES:
                 if (run_dir / name).is_file():
@@ -110,3 +120,21 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     train(config, out_dir, resume=resume, on_epoch_end=on_epoch_end)
+
+
+def epoch_report(ctx: TrialContext, metrics: EpochMetrics, run_dir: Path) -> dict[str, Any]:
+    """What a trial reports to Tune after an epoch: that epoch's metrics, and the study's
+    objectives at the trial's best epoch so far (the value the searcher is told)."""
+    extra = {"student_params": ctx.student_params}
+    report = {**metrics.scalars(), "epoch": metrics.epoch, **extra}
+    report = {k: v for k, v in report.items() if v == v}  # drop NaN
+    epochs = [{**epoch, **extra} for epoch in _epochs(run_dir)]
+    report.update(at_best_epoch(epochs, ctx.objectives, ctx.spec.objective.mode))
+    return report
+
+
+def _epochs(run_dir: Path) -> list[dict[str, Any]]:
+    """Every epoch's metrics of the run so far, those before a resume included (the trainer
+    appends an epoch's line before it calls on_epoch_end)."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

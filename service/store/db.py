@@ -171,6 +171,18 @@ class Store:
             s.refresh(record)
         return record
 
+    def record_parent_run(self, study_id: str, parent_run_id: str | None) -> None:
+        """Record the study's MLflow parent run (where its results are), once its driver has
+        made it; nothing when ``parent_run_id`` is None or one is recorded already."""
+        if parent_run_id is None:
+            return
+        with self.session() as s:
+            s.execute(
+                update(StudyRecord)
+                .where(StudyRecord.id == study_id, StudyRecord.parent_run_id.is_(None))
+                .values(parent_run_id=parent_run_id)
+            )
+
     def unstart(self, study_id: str, reason: str) -> None:
         """Put a study whose driver could not be launched back in the queue: the attempt is
         not counted, and ``reason`` is shown as its error until it starts."""

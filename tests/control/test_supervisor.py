@@ -11,9 +11,13 @@ from pydantic import ValidationError
 
 from service.control.supervisor import Supervisor
 from service.mlflow_reads import bound_reads
-from service.runner.launch import OUTCOME, read_attempt, write_outcome
 from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyStatus, migrate
+from service.study_files import Outcome, StudyFolder, StudyState
+
+
+def write_outcome(folder: Path, status: str, error: str | None = None, *, attempt: int) -> None:
+    StudyFolder(folder).write_outcome(Outcome(status=status, error=error, attempt=attempt))
 
 
 def test_a_launch_failure_requeues_the_study_with_the_reason(tmp_path):
@@ -83,7 +87,7 @@ def test_a_resumed_study_ignores_the_previous_attempts_outcome(supervised) -> No
     supervisor.reconcile()
     first = store.get(study.id)
     assert first.status == "running" and first.attempts == 1
-    assert read_attempt(folder) == 1
+    assert StudyFolder(folder).read_attempt() == 1
     write_outcome(folder, "failed", "old error", attempt=1)
     _kill_driver(supervisor, first.driver)
     supervisor.reconcile()
@@ -93,7 +97,8 @@ def test_a_resumed_study_ignores_the_previous_attempts_outcome(supervised) -> No
     supervisor.reconcile()
     second = store.get(study.id)
     assert second.status == "running" and second.attempts == 2
-    assert read_attempt(folder) == 2 and not (folder / OUTCOME).exists()
+    assert StudyFolder(folder).read_attempt() == 2
+    assert not StudyFolder(folder).outcome_file.exists()
     # the previous attempt's outcome turns up again (a late writer, shared storage)
     write_outcome(folder, "failed", "old error", attempt=1)
     for _ in range(3):
@@ -151,7 +156,7 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     supervisor.reconcile()
     for child in supervisor._children.values():
         child.wait(timeout=30)
-    env = json.loads((supervisor.study_dir(study.id) / "driver.log").read_text())
+    env = json.loads(StudyFolder(supervisor.study_dir(study.id)).driver_log.read_text())
     assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
     assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
     assert env["PCD_MLFLOW_OUTAGE_S"] == "900.0"
@@ -163,7 +168,7 @@ def test_removing_a_study_folder_stays_under_the_studies_folder(supervised) -> N
     _, supervisor = supervised
     folder = supervisor.study_dir("abc")
     folder.mkdir(parents=True)
-    (folder / "spec.json").write_text("{}")
+    StudyFolder(folder).write_spec({})
     supervisor.remove_study_dir("abc")
     assert not folder.exists()
     supervisor.remove_study_dir("..")
@@ -211,7 +216,7 @@ def test_a_ray_job_driver_is_submitted_watched_and_stopped(tmp_path, monkeypatch
     assert driver == f"job:{submitted['submission_id']}"
     assert submitted["submission_id"].startswith(f"pcd-{study.id}-")
     assert submitted["entrypoint"] == (
-        f"python -m service.runner.launch {folder} >> {folder / 'driver.log'} 2>&1"
+        f"python -m service.runner.launch {folder} >> {StudyFolder(folder).driver_log} 2>&1"
     )
     env = submitted["runtime_env"]["env_vars"]
     assert env["PCD_RAY_ADDRESS"] == "auto" and "PCD_API_TOKENS" not in env
@@ -220,3 +225,19 @@ def test_a_ray_job_driver_is_submitted_watched_and_stopped(tmp_path, monkeypatch
     supervisor.cancel(study.id)
     assert jobs.stopped == [submitted["submission_id"]]
     assert store.get(study.id).status == StudyStatus.cancelled.value
+
+
+def test_the_store_records_the_parent_run_the_driver_made(supervised) -> None:
+    """The driver writes its MLflow parent run into the study folder; the supervisor copies
+    it into the store (so the store says where a study's results are), once."""
+    store, supervisor = supervised
+    study, _ = store.create("s", {"name": "s"})
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id is None  # no parent run yet
+    folder = StudyFolder(supervisor.study_dir(study.id))
+    folder.write_state(StudyState(experiment_id="1", parent_run_id="run-a"))
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id == "run-a"
+    folder.write_state(StudyState(experiment_id="1", parent_run_id="run-b"))
+    supervisor.reconcile()
+    assert store.get(study.id).parent_run_id == "run-a"  # recorded once

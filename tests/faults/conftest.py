@@ -31,6 +31,8 @@ from pcd_testing.servers import (
     stop_group,
 )
 
+from service.study_files import StudyFolder, Tags, child_runs_filter
+
 # small studies: seconds of training each, so the folder fits its time budget
 STUDY = {
     "search_space": "pcd-digits",
@@ -139,34 +141,34 @@ class Stack:
         """trial id -> the Ray node of its last result (its MLflow run's pcd.node_ip)."""
         from mlflow.tracking import MlflowClient
 
-        state = json.loads((self.studies_dir / study_id / "study.json").read_text())
+        state = StudyFolder(self.studies_dir / study_id).read_state()
         runs = MlflowClient(self.mlflow_url).search_runs(
-            [state["experiment_id"]], f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'"
+            [state.experiment_id], child_runs_filter(state.parent_run_id)
         )
-        return {r.data.tags["pcd.trial_id"]: r.data.tags.get("pcd.node_ip", "") for r in runs}
+        return {r.data.tags[Tags.TRIAL_ID]: r.data.tags.get(Tags.NODE_IP, "") for r in runs}
 
     def nodes_running(self, study_id: str) -> dict[str, str]:
         """trial id -> Ray node of the study's running trials (their runs' pcd.node_ip)."""
         from mlflow.tracking import MlflowClient
 
-        path = self.studies_dir / study_id / "study.json"
         try:
-            state = json.loads(path.read_text())
+            state = StudyFolder(self.studies_dir / study_id).read_state()
+            if state is None or state.parent_run_id is None:  # no parent run yet
+                return {}
             runs = MlflowClient(self.mlflow_url).search_runs(
-                [state["experiment_id"]],
-                f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}' "
-                "and attributes.status = 'RUNNING'",
+                [state.experiment_id],
+                f"{child_runs_filter(state.parent_run_id)} and attributes.status = 'RUNNING'",
             )
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError):
             return {}
         return {
-            r.data.tags["pcd.trial_id"]: r.data.tags["pcd.node_ip"]
+            r.data.tags[Tags.TRIAL_ID]: r.data.tags[Tags.NODE_IP]
             for r in runs
-            if "pcd.node_ip" in r.data.tags
+            if Tags.NODE_IP in r.data.tags
         }
 
     def logs(self, study_id: str) -> str:
-        log = self.studies_dir / study_id / "driver.log"
+        log = StudyFolder(self.studies_dir / study_id).driver_log
         api_log = self.api.root / "api.log"
         out = log.read_text()[-3000:] if log.is_file() else "(no driver.log)"
         return out + "\n--- api.log\n" + (api_log.read_text()[-2000:] if api_log.is_file() else "")

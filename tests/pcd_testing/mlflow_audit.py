@@ -1,11 +1,12 @@
-"""What a study left in MLflow: its trials' child runs, by the ``pcd.trial_id`` tag."""
+"""What a study left in MLflow: its trials' child runs, by their ``Tags.TRIAL_ID`` tag."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from service.study_files import StudyFolder, Tags, child_runs_filter
 
 
 @dataclass
@@ -55,26 +56,25 @@ def audit(tracking_uri: str, study_dir: Path) -> RunAudit:
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    state = json.loads((study_dir / "study.json").read_text())
-    summary_path = study_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"trials": []}
+    folder = StudyFolder(study_dir)
+    state, summary = folder.read_state(), folder.read_summary()
     client = MlflowClient(tracking_uri)
-    parent = state["parent_run_id"]
-    query = f"tags.`mlflow.parentRunId` = '{parent}'"
-    active = client.search_runs([state["experiment_id"]], query, max_results=5000)
+    parent = state.parent_run_id
+    query = child_runs_filter(parent)
+    active = client.search_runs([state.experiment_id], query, max_results=5000)
     every = client.search_runs(
-        [state["experiment_id"]], query, run_view_type=ViewType.ALL, max_results=5000
+        [state.experiment_id], query, run_view_type=ViewType.ALL, max_results=5000
     )
     runs: dict[str, list[str]] = {}
     notes = set()
     for run in active:
-        trial = run.data.tags.get("pcd.trial_id", "?")
+        trial = run.data.tags.get(Tags.TRIAL_ID, "?")
         runs.setdefault(trial, []).append(run.info.status)
-        if "pcd.restore_note" in run.data.tags:
+        if Tags.RESTORE_NOTE in run.data.tags:
             notes.add(trial)
     return RunAudit(
         parent_status=client.get_run(parent).info.status,
-        trials=[t["trial_id"] for t in summary["trials"]],
+        trials=[t.trial_id for t in summary.trials] if summary else [],
         runs=runs,
         restore_notes=notes,
         deleted=len(every) - len(active),

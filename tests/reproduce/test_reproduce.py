@@ -14,6 +14,7 @@ import pytest
 
 from pcd_core.models import build_model
 from search_spaces.reproduce import load_benchmark, study_spec
+from service.study_files import StudyFolder
 
 PCD = Path(sys.executable).parent / "pcd"
 
@@ -141,7 +142,7 @@ def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
     assert "teachers: 0 reused, 1 to train" in " ".join(first.stdout.split())
     assert teacher.is_file()
     teacher_mtime = teacher.stat().st_mtime_ns
-    kd_summary = out / "studies" / "resnet56-resnet20__kd" / "summary.json"
+    kd_summary = StudyFolder(out / "studies" / "resnet56-resnet20__kd").summary_file
     kd_mtime = kd_summary.stat().st_mtime_ns
 
     second = _pcd([*common, "--methods", "kd,dkd,pcd"], tmp_path)

@@ -17,6 +17,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from service.study_files import EXPERIMENT, StudyFolder, Tags, mlflow_store_uri, sqlite_uri
+
 from .conftest import VENV_BIN, run_cli, wait_for
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -24,10 +26,10 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def _runs(tracking_uri: str):
     client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name("pcd-studies")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if Tags.PARENT_RUN not in r.data.tags]
+    children = [r for r in runs if Tags.PARENT_RUN in r.data.tags]
     return client, parents, children
 
 
@@ -73,14 +75,14 @@ def postgres_study_name():
 
 def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name) -> None:
     study_dir = tmp_path / f"s{uuid.uuid4().hex[:8]}"
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_store_uri(tmp_path)
     postgres_study_name.append(f"pcd-digits-{study_dir.name}")
     env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
     proc = run_cli(_study_args(study_dir, tracking, POSTGRES, trials=6, epochs=4), env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "leaderboard" in proc.stdout and "best val_top1" in proc.stdout
 
-    summary = json.loads((study_dir / "summary.json").read_text())
+    summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
     assert len(summary["trials"]) == 6
     assert summary["best_value"] > 50 and summary["best_config"]["warmup"] == 2
     assert {t["node_ip"] for t in summary["trials"]} == {"127.0.0.2", "127.0.0.3"}
@@ -91,17 +93,17 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert "best_val_top1" in parent.data.metrics
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags[Tags.PARENT_RUN] for c in children} == {parent.info.run_id}
     # each trial's run names the node that ran it, as the summary does
     by_trial = {t["trial_id"]: t["node_ip"] for t in summary["trials"]}
-    assert {c.data.tags["pcd.trial_id"]: c.data.tags["pcd.node_ip"] for c in children} == by_trial
+    assert {c.data.tags[Tags.TRIAL_ID]: c.data.tags[Tags.NODE_IP] for c in children} == by_trial
     outcomes = set()
     for child in children:
-        epochs = int(child.data.tags["pcd.epochs"])
+        epochs = int(child.data.tags[Tags.EPOCHS])
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_top1")]
         assert steps == list(range(1, epochs + 1))  # one value per epoch, none twice
         assert child.info.status == "FINISHED"
-        outcomes.add(child.data.tags["pcd.outcome"])
+        outcomes.add(child.data.tags[Tags.OUTCOME])
     assert outcomes <= {"completed", "stopped_early"} and "completed" in outcomes
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/optimisation_history.png", "plots/best_trial_per_class.png"} <= plots
@@ -113,11 +115,11 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
 
 def test_driver_killed_then_restored(ray_cluster, tmp_path) -> None:
     study_dir = tmp_path / "killed"
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = mlflow_store_uri(tmp_path)
+    storage = sqlite_uri(tmp_path / "search.db")  # shared by the driver's attempts
     env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
     args = _study_args(study_dir, tracking, storage, trials=6, epochs=6)
-    log = (tmp_path / "driver.log").open("w")
+    log = (tmp_path / "driver-output.log").open("w")
     driver = subprocess.Popen(
         [str(VENV_BIN / "pcd"), *args],
         env=env,
@@ -136,46 +138,45 @@ def test_driver_killed_then_restored(ray_cluster, tmp_path) -> None:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
                 return conn.execute(
                     "select count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
-                    "where tags.key = 'pcd.trial_id' and runs.status = 'FINISHED'"
+                    f"where tags.key = '{Tags.TRIAL_ID}' and runs.status = 'FINISHED'"
                 ).fetchone()[0]
         except sqlite3.Error:  # tables not created yet, or busy
             return 0
 
     try:
         finished = wait_for(lambda: finished_trials() >= 2, timeout=240)
-        assert finished, (tmp_path / "driver.log").read_text()[-3000:]
+        assert finished, (tmp_path / "driver-output.log").read_text()[-3000:]
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     _, _, before = _runs(tracking)
     finished_before = {
-        c.data.tags["pcd.trial_id"]: c.info.run_id for c in before if c.info.status == "FINISHED"
+        c.data.tags[Tags.TRIAL_ID]: c.info.run_id for c in before if c.info.status == "FINISHED"
     }
     assert len(finished_before) >= 2
 
     proc = run_cli(args, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads((study_dir / "study.json").read_text())
+    state = json.loads(StudyFolder(study_dir).state_file.read_text())
     assert state["restored"] == 1
-    summary = json.loads((study_dir / "summary.json").read_text())
+    summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
     assert len(summary["trials"]) == 6
 
     client, parents, children = _runs(tracking)
     assert len(parents) == 1
-    trial_ids = [c.data.tags["pcd.trial_id"] for c in children]
+    trial_ids = [c.data.tags[Tags.TRIAL_ID] for c in children]
     assert len(trial_ids) == len(set(trial_ids))  # no trial has two runs
     assert {t["trial_id"] for t in summary["trials"]} <= set(trial_ids)
     extra = set(trial_ids) - {t["trial_id"] for t in summary["trials"]}
     # the only runs beyond the study's trials: finished before the crash, kept and tagged
     assert all(
-        "pcd.restore_note" in c.data.tags for c in children if c.data.tags["pcd.trial_id"] in extra
+        Tags.RESTORE_NOTE in c.data.tags for c in children if c.data.tags[Tags.TRIAL_ID] in extra
     ), (extra, summary["trials"], [(c.data.tags, c.info.status) for c in children])
-    after = {c.data.tags["pcd.trial_id"]: c for c in children}
+    after = {c.data.tags[Tags.TRIAL_ID]: c for c in children}
     for trial_id, run_id in finished_before.items():  # finished work is kept, not redone
         assert after[trial_id].info.run_id == run_id and after[trial_id].info.status == "FINISHED"
     assert all(c.info.status == "FINISHED" for c in children), [
-        (c.data.tags["pcd.trial_id"], c.info.status, c.data.tags.get("pcd.outcome"))
-        for c in children
+        (c.data.tags[Tags.TRIAL_ID], c.info.status, c.data.tags.get(Tags.OUTCOME)) for c in children
     ] + [(t["trial_id"], t["status"], t["epochs"]) for t in summary["trials"]]
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_top1")]

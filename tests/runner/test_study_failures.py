@@ -11,6 +11,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from service.runner.resources import NodeShape, infeasible, live_shapes
+from service.study_files import EXPERIMENT, StudyFolder, Tags, TrialOutcome
 
 from .conftest import run_cli
 
@@ -44,11 +45,11 @@ def _run(study_dir: Path, *sets: str):
 
 
 def _runs(study_dir: Path):
-    client = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("pcd-studies")
+    client = MlflowClient(StudyFolder(study_dir).mlflow_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], max_results=100)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if Tags.PARENT_RUN not in r.data.tags]
+    children = [r for r in runs if Tags.PARENT_RUN in r.data.tags]
     return parents, children
 
 
@@ -62,7 +63,7 @@ def test_a_diverging_trial_fails_alone_under_a_val_loss_objective(tmp_path) -> N
         "--set", "objective={metric: val_loss, mode: min}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((study_dir / "summary.json").read_text())
+    summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
     by_lr = {t["config"]["lr"]: t for t in summary["trials"]}
     assert by_lr[10.0]["status"] == "ERROR"
     assert by_lr[10.0]["error"].startswith("NonFiniteLoss: loss is nan at epoch 1, step ")
@@ -71,14 +72,14 @@ def test_a_diverging_trial_fails_alone_under_a_val_loss_objective(tmp_path) -> N
 
     parents, children = _runs(study_dir)
     assert parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags["pcd.failed_trials"] == "1"
-    errors = json.loads(parents[0].data.tags["pcd.trial_errors"])
+    assert parents[0].data.tags[Tags.FAILED_TRIALS] == "1"
+    errors = json.loads(parents[0].data.tags[Tags.TRIAL_ERRORS])
     assert errors == {by_lr[10.0]["trial_id"]: by_lr[10.0]["error"]}
-    failed = {c.data.tags["pcd.trial_id"]: c for c in children if c.info.status == "FAILED"}
+    failed = {c.data.tags[Tags.TRIAL_ID]: c for c in children if c.info.status == "FAILED"}
     assert set(failed) == {by_lr[10.0]["trial_id"]}
     run = failed[by_lr[10.0]["trial_id"]]
-    assert run.data.tags["pcd.outcome"] == "failed"
-    assert run.data.tags["pcd.error"] == by_lr[10.0]["error"]
+    assert run.data.tags[Tags.OUTCOME] == TrialOutcome.failed
+    assert run.data.tags[Tags.ERROR] == by_lr[10.0]["error"]
     assert [c.info.status for c in children].count("RUNNING") == 0
 
 
@@ -94,14 +95,14 @@ def test_a_study_without_a_completed_trial_fails(tmp_path) -> None:
     error = proc.stderr.strip().splitlines()[-1]  # Tune logs the trial's traceback before it
     assert error.startswith("error: no trial completed: 1 of 1 trials failed; trial ")
     assert "NonFiniteLoss: loss is nan at epoch 1" in error
-    assert not (study_dir / "summary.json").exists()
+    assert not StudyFolder(study_dir).summary_file.exists()
 
     parents, children = _runs(study_dir)
     parent = parents[0]
-    assert parent.info.status == "FAILED" and parent.data.tags["pcd.failed_trials"] == "1"
-    assert parent.data.tags["pcd.error"].startswith("StudyError: no trial completed")
+    assert parent.info.status == "FAILED" and parent.data.tags[Tags.FAILED_TRIALS] == "1"
+    assert parent.data.tags[Tags.ERROR].startswith("StudyError: no trial completed")
     assert [c.info.status for c in children] == ["FAILED"]
-    assert children[0].data.tags["pcd.error"].startswith("NonFiniteLoss: loss is nan")
+    assert children[0].data.tags[Tags.ERROR].startswith("NonFiniteLoss: loss is nan")
 
 
 def test_a_request_no_node_can_hold_fails_at_once(tmp_path) -> None:
@@ -113,7 +114,7 @@ def test_a_request_no_node_can_hold_fails_at_once(tmp_path) -> None:
     assert not (study_dir / "teacher").exists()  # failed before any task was queued
     parents, _ = _runs(study_dir)
     assert parents[0].info.status == "FAILED"
-    assert parents[0].data.tags["pcd.error"].startswith("StudyError: resources.gpus=1")
+    assert parents[0].data.tags[Tags.ERROR].startswith("StudyError: resources.gpus=1")
 
 
 CPU_NODES = [NodeShape("10.0.0.1", 8, 0), NodeShape("10.0.0.2", 4, 0)]

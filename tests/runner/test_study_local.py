@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from service.study_files import StudyFolder
+
 from .conftest import run_cli
 
 SMALL = "budget.trials=2 budget.max_epochs=2 scheduler.type=none teacher.epochs=2 promotion.seeds=0"
@@ -19,9 +21,9 @@ def test_local_study_from_the_command_line(tmp_path) -> None:
     proc = run_cli(args, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "leaderboard" in proc.stdout
-    summary = json.loads((study_dir / "summary.json").read_text())
+    summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
     assert len(summary["trials"]) == 2 and all(t["epochs"] == 2 for t in summary["trials"])
-    assert (study_dir / "mlflow.db").is_file() and (study_dir / "optuna.db").is_file()
+    assert StudyFolder(study_dir).mlflow_db.is_file() and StudyFolder(study_dir).optuna_db.is_file()
     assert (study_dir / "teacher" / "teacher.pt").is_file()
     again = run_cli(args, env)  # a finished study is not run twice
     assert again.returncode == 1 and "holds a finished study" in again.stderr

@@ -169,3 +169,13 @@ def test_ids_no_database_can_hold_are_unknown(store: Store) -> None:
         store.transition("a\x00b", StudyStatus.queued)
     with pytest.raises(KeyError):
         store.delete("a\x00b")
+
+
+def test_the_parent_run_is_recorded_once(store: Store) -> None:
+    """The column was never written; the supervisor now records the driver's parent run."""
+    record, _ = store.create("s", SPEC)
+    store.record_parent_run(record.id, None)  # the driver has not made it yet
+    assert store.get(record.id).parent_run_id is None
+    store.record_parent_run(record.id, "run-a")
+    store.record_parent_run(record.id, "run-b")  # a later one does not replace it
+    assert store.get(record.id).parent_run_id == "run-a"

@@ -1,0 +1,298 @@
+"""The study folder: the contract between the API, the supervisor, the study driver and the
+reproduction kit.
+
+A study lives in one folder (``<studies>/<study id>`` under the service). The supervisor writes
+the spec and the attempt number and starts a driver; the driver writes the study's state, its
+MLflow runs (tagged with the names in ``Tags``), its summary and, last, the attempt's outcome;
+the API and ``pcd reproduce`` read them back. Every file name, file schema and tag name of that
+exchange is defined here and nowhere else.
+
+Importing this module is cheap (no Ray, MLflow, Optuna or torch): the API and the supervisor
+import it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from search_spaces.schema import StudySpec
+
+EXPERIMENT = "pcd-studies"  # the MLflow experiment of every study's runs
+MLFLOW_DB = "mlflow.db"
+STANDBY_DRIVER_LOG = "standby-driver.log"  # in the studies folder: the warm driver's output
+MLARTIFACTS = "mlartifacts"  # in the studies folder: artifacts of local MLflow stores
+
+
+class Tags:
+    """MLflow tag names of a study's runs: one parent run per study, one child per trial."""
+
+    # MLflow's own
+    PARENT_RUN = "mlflow.parentRunId"  # a trial's run -> its study's parent run
+    RUN_NAME = "mlflow.runName"
+    # the parent run
+    STUDY = "pcd.study"  # the study folder's name
+    KIND = "pcd.kind"  # "study"
+    FIXED = "pcd.fixed"  # "true": a fixed-configuration study (no search)
+    BEST_TRIAL_ID = "pcd.best_trial_id"  # the trial the study ranked first
+    FAILED_TRIALS = "pcd.failed_trials"  # how many trials failed
+    TRIAL_ERRORS = "pcd.trial_errors"  # JSON: trial id -> why it failed
+    ORPHANED_TRIALS_FAILED = "pcd.orphaned_trials_failed"  # Optuna trials a dead driver left
+    BEST_PARAM_PREFIX = "best."  # best.<param>: the best configuration
+    # a trial's run
+    TRIAL_ID = "pcd.trial_id"  # Tune's trial id
+    OUTCOME = "pcd.outcome"  # a TrialOutcome
+    EPOCHS = "pcd.epochs"  # epochs logged
+    NODE_IP = "pcd.node_ip"  # the Ray node of its latest result
+    RESTORE_NOTE = "pcd.restore_note"  # finished after Tune's last snapshot before a crash
+    # either: why it failed, one line
+    ERROR = "pcd.error"
+
+
+class TrialOutcome(enum.StrEnum):
+    """How a trial's run ended (``Tags.OUTCOME``)."""
+
+    completed = "completed"
+    stopped_early = "stopped_early"
+    failed = "failed"
+    lost_in_driver_crash = "lost_in_driver_crash"
+
+
+def child_runs_filter(parent_run_id: str) -> str:
+    """The MLflow search filter for a study's trial runs."""
+    return f"tags.`{Tags.PARENT_RUN}` = '{parent_run_id}'"
+
+
+def sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def mlflow_store_uri(folder: Path) -> str:
+    """The URI of the SQLite MLflow store kept in ``folder`` (a study's own, or one that the
+    studies under ``folder`` share, as ``pcd reproduce`` keeps)."""
+    return sqlite_uri(Path(folder) / MLFLOW_DB)
+
+
+def standby_driver_log(studies_dir: Path) -> Path:
+    return Path(studies_dir) / STANDBY_DRIVER_LOG
+
+
+def local_artifacts_uri(studies_dir: Path) -> str:
+    """Where a local (file) MLflow store of the studies keeps its artifacts."""
+    return (Path(studies_dir) / MLARTIFACTS).resolve().as_uri()
+
+
+class StudyState(BaseModel):
+    """``study.json``: the driver's state of a study, written as it goes (resume reads it)."""
+
+    spec: dict[str, Any] | None = None  # the spec the folder's study runs (JSON)
+    experiment_id: str | None = None
+    parent_run_id: str | None = None  # set once the parent run exists
+    teacher: str | None = None  # the teacher the driver trained (artifact path)
+    teacher_hash: str | None = None
+    restored: int = 0  # how many times Tune was restored from its experiment
+    promotion: dict[str, dict[str, Any]] | None = None
+    finished: bool = False
+
+
+class TrialRow(BaseModel):
+    """One trial of a finished study, as the study summary lists it."""
+
+    trial_id: str
+    status: str  # Tune's: TERMINATED or ERROR
+    epochs: int
+    last: float | None  # the objective at the last epoch
+    best: float | None  # the trial's value: the objective at its best epoch (service.ranking)
+    config: dict[str, Any]
+    node_ip: str | None = None
+    history: list[tuple[float, int, float]] = Field(default_factory=list)  # (time, epoch, value)
+    error: str | None = None  # why it failed, one line
+
+
+class StudySummary(BaseModel):
+    """``summary.json``: a finished study's result (also logged to its parent run)."""
+
+    name: str
+    study_dir: Path
+    parent_run_id: str
+    tracking_uri: str
+    best_config: dict[str, Any]
+    best_value: float | None
+    best_trial_id: str | None
+    trials: list[TrialRow]
+    promotion: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        # a value JSON cannot hold (e.g. a numpy integer in a config) is written as text
+        return json.loads(json.dumps(self.model_dump(mode="json", fallback=str), default=str))
+
+
+class Outcome(BaseModel):
+    """``outcome.json``: how one attempt of a driver ended; the supervisor applies it."""
+
+    status: Literal["succeeded", "failed"]
+    error: str | None = None
+    attempt: int | None = None  # the attempt that wrote it (launch.json's)
+
+
+class Launch(BaseModel):
+    """``launch.json``: which attempt the next driver of the folder is."""
+
+    attempt: int
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` so that readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """The files of one study folder, and their typed reads and atomic writes."""
+
+    path: Path
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "study.json"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def outcome_file(self) -> Path:
+        return self.path / "outcome.json"
+
+    @property
+    def launch_file(self) -> Path:
+        return self.path / "launch.json"
+
+    @property
+    def driver_log(self) -> Path:
+        return self.path / "driver.log"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.path / MLFLOW_DB
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The study's own MLflow store (when the service names no tracking server)."""
+        return mlflow_store_uri(self.path)
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.path / "optuna.db"
+
+    @property
+    def optuna_uri(self) -> str:
+        """The study's own Optuna storage (when the service names none)."""
+        return sqlite_uri(self.optuna_db)
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.path / "teacher"
+
+    @property
+    def logit_bank_dir(self) -> Path:
+        return self.path / "logit_bank"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    def trial_dir(self, trial_id: str) -> Path:
+        """A trial's pcd_core run folder."""
+        return self.path / "trials" / trial_id
+
+    def promotion_dir(self, label: str, seed: int) -> Path:
+        return self.path / "promotion" / f"{label}-s{seed}"
+
+    # ------------------------------------------------------------------ spec.json
+    def write_spec(self, spec: Mapping[str, Any]) -> None:
+        _write_atomic(self.spec_file, json.dumps(spec))
+
+    def read_spec(self) -> StudySpec:
+        """The spec the supervisor wrote (SpecError if it is not a valid one)."""
+        from search_spaces import parse_spec  # validates against pcd_core's registries
+
+        return parse_spec(json.loads(self.spec_file.read_text()), source=self.spec_file.name)
+
+    # ------------------------------------------------------------------ study.json
+    def read_state(self) -> StudyState | None:
+        """The study's state; None before the driver wrote one (OSError, ValueError: an
+        unreadable file)."""
+        if not self.state_file.is_file():
+            return None
+        return StudyState.model_validate_json(self.state_file.read_text())
+
+    def parent_run_id(self) -> str | None:
+        """The study's MLflow parent run, once the driver has made it (None before, or while
+        the state is unreadable)."""
+        try:
+            state = self.read_state()
+        except (OSError, ValueError):
+            return None
+        return state.parent_run_id if state is not None else None
+
+    def write_state(self, state: StudyState) -> None:
+        _write_atomic(self.state_file, state.model_dump_json(indent=1))
+
+    # ------------------------------------------------------------------ summary.json
+    def read_summary(self) -> StudySummary | None:
+        """The finished study's summary; None when there is none (OSError, ValueError: an
+        unreadable file)."""
+        if not self.summary_file.is_file():
+            return None
+        return StudySummary.model_validate_json(self.summary_file.read_text())
+
+    def write_summary(self, summary: StudySummary) -> None:
+        _write_atomic(self.summary_file, json.dumps(summary.to_json(), indent=1))
+
+    # ------------------------------------------------------------------ outcome.json
+    def write_outcome(self, outcome: Outcome) -> None:
+        _write_atomic(self.outcome_file, outcome.model_dump_json())
+
+    def read_outcome(self, attempt: int) -> Outcome | None:
+        """The outcome that attempt ``attempt`` wrote, or None (none yet, unreadable, or
+        another attempt's: a previous driver's outcome must not finish a resumed study)."""
+        try:
+            outcome = Outcome.model_validate_json(self.outcome_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return outcome if outcome.attempt == attempt else None
+
+    def clear_outcome(self) -> None:
+        """Remove the previous attempt's outcome (before a new attempt starts)."""
+        self.outcome_file.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ launch.json
+    def write_launch(self, attempt: int) -> None:
+        """Tell the next driver of this folder which attempt it is."""
+        _write_atomic(self.launch_file, Launch(attempt=attempt).model_dump_json())
+
+    def read_attempt(self) -> int | None:
+        try:
+            return Launch.model_validate_json(self.launch_file.read_text()).attempt
+        except (OSError, ValueError):
+            return None
