@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -47,6 +48,8 @@ class Supervisor:
         self.max_attempts = max_attempts
         self._children: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._stopping: Counter[str] = Counter()  # study id -> cancels stopping its driver
+        self.stop_timeout_s = 15.0  # SIGTERM, then SIGKILL after this long
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ray_jobs = RayJobs(settings.ray_address or "")  # drivers as Ray Jobs, if so
@@ -152,6 +155,8 @@ class Supervisor:
         with self._lock:
             running, _ = self.store.list(status=StudyStatus.running, limit=10_000)
             for study in running:
+                if study.id in self._stopping:  # a cancel is stopping its driver
+                    continue
                 try:
                     if study.parent_run_id is None:  # the driver has made it since?
                         folder = StudyFolder(self.study_dir(study.id))
@@ -222,30 +227,50 @@ class Supervisor:
 
     def cancel(self, study_id: str) -> None:
         """Cancel a study. A running study whose driver already wrote its outcome finishes
-        with that outcome instead (InvalidTransition: it is no longer cancellable)."""
-        with self._lock:
-            study = self.store.get(study_id)
-            if study is None:
-                raise KeyError(study_id)
-            current = StudyStatus(study.status)
-            if StudyStatus.cancelled not in TRANSITIONS[current]:
-                raise InvalidTransition(f"a {current} study cannot become cancelled")
-            if current == StudyStatus.running:
-                self._finish_or_stop(study)
-            self.store.transition(
-                study_id, StudyStatus.cancelled, expected=current, error="cancelled by request"
-            )
+        with that outcome instead (InvalidTransition: it is no longer cancellable).
 
-    def _finish_or_stop(self, study: StudyRecord) -> None:
-        """Stop a running study's driver, unless it finished first: then record its outcome
-        and refuse the cancel. A driver stopped by SIGTERM writes no outcome, so one found
-        after the stop was written before it."""
+        The driver is stopped outside the supervisor's lock (a driver may take
+        ``stop_timeout_s`` to exit): reconciling and other studies' writes go on meanwhile,
+        and reconcile leaves a study that is being stopped alone."""
+        with self._lock:
+            study = self._cancellable(study_id)
+            if study.status != StudyStatus.running.value:
+                self._record_cancel(study_id, StudyStatus(study.status))
+                return
+            self._raise_if_finished(study)
+            self._stopping[study_id] += 1
+        try:
+            self.stop(study.driver, self.stop_timeout_s)
+        finally:
+            with self._lock:
+                try:
+                    # a driver stopped by SIGTERM writes no outcome: one found now was
+                    # written before the stop, and wins
+                    self._raise_if_finished(study)
+                    self._record_cancel(study_id, StudyStatus.running)
+                finally:
+                    self._stopping[study_id] -= 1
+                    if not self._stopping[study_id]:
+                        del self._stopping[study_id]
+
+    def _cancellable(self, study_id: str) -> StudyRecord:
+        study = self.store.get(study_id)
+        if study is None:
+            raise KeyError(study_id)
+        current = StudyStatus(study.status)
+        if StudyStatus.cancelled not in TRANSITIONS[current]:
+            raise InvalidTransition(f"a {current} study cannot become cancelled")
+        return study
+
+    def _raise_if_finished(self, study: StudyRecord) -> None:
         finished = self._apply_outcome(study)
-        if finished is None:
-            self.stop(study.driver)
-            finished = self._apply_outcome(study)
         if finished is not None:
             raise InvalidTransition(f"study {study.id} already {finished}")
+
+    def _record_cancel(self, study_id: str, current: StudyStatus) -> None:
+        self.store.transition(
+            study_id, StudyStatus.cancelled, expected=current, error="cancelled by request"
+        )
 
     # --------------------------------------------------------------------- loop
     def nudge(self) -> None:

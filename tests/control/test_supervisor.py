@@ -4,9 +4,11 @@ needed)."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from pcd_testing.processes import wait_for
 from pydantic import ValidationError
 
 from service.control.supervisor import Supervisor
@@ -241,3 +243,49 @@ def test_the_store_records_the_parent_run_the_driver_made(supervised) -> None:
     folder.write_state(StudyState(experiment_id="1", parent_run_id="run-b"))
     supervisor.reconcile()
     assert store.get(study.id).parent_run_id == "run-a"  # recorded once
+
+
+class _StubbornDriver(Supervisor):
+    """A stand-in driver that notes a SIGTERM in ``term.txt`` and keeps running (a driver
+    slow to exit): a cancel then waits out ``stop_timeout_s`` and kills it."""
+
+    def _driver_command(self, folder: Path) -> list[str]:
+        code = (
+            "import pathlib, signal, time\n"
+            f"mark = pathlib.Path({str(folder / 'term.txt')!r})\n"
+            "signal.signal(signal.SIGTERM, lambda *a: mark.write_text('term'))\n"
+            "while True: time.sleep(0.05)\n"
+        )
+        return [sys.executable, "-c", code]
+
+
+def test_a_cancel_does_not_hold_the_supervisor_while_its_driver_stops(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    store = Store(url)
+    settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)
+    supervisor = _StubbornDriver(store, settings)
+    supervisor.stop_timeout_s = 5.0
+    slow, _ = store.create("slow", {"name": "slow"})
+    other, _ = store.create("other", {"name": "other"})
+    supervisor.reconcile()
+    assert store.get(slow.id).status == store.get(other.id).status == "running"
+    folder = supervisor.study_dir(slow.id)
+    cancelling = threading.Thread(target=supervisor.cancel, args=(slow.id,))
+    cancelling.start()
+    try:
+        assert wait_for(lambda: (folder / "term.txt").is_file(), 10, 0.05)
+        # the driver has been asked to stop and is still running
+        assert cancelling.is_alive() and supervisor.alive(store.get(slow.id).driver)
+        assert supervisor._lock.acquire(blocking=False), "cancel holds the lock while stopping"
+        supervisor._lock.release()
+        supervisor.reconcile()  # goes on, and leaves the study being stopped alone
+        assert store.get(slow.id).status == "running"
+        assert store.get(other.id).status == "running"
+    finally:
+        cancelling.join(timeout=30)
+        for child in supervisor._children.values():
+            child.kill()
+            child.wait()
+    assert store.get(slow.id).status == "cancelled"
+    assert not supervisor.alive(store.get(slow.id).driver)
