@@ -18,6 +18,7 @@ from rich.table import Table
 
 from service.client import PcdClient
 from service.control.processes import free_port, start_session, stop_session, wait_http
+from service.study_files import mlflow_store_uri
 
 console = Console()
 ROOT = Path(".demo")
@@ -41,7 +42,7 @@ def mlflow_server_args(root: Path, port: int, backend: str | None = None) -> lis
         str(Path(sys.executable).parent / "mlflow"),
         "server",
         "--backend-store-uri",
-        backend or f"sqlite:///{root / 'mlflow.db'}",
+        backend or mlflow_store_uri(root),
         "--artifacts-destination",
         str(root / "mlartifacts"),
         "--host",
@@ -138,7 +139,7 @@ def main() -> None:
         console.print(f"MLflow run: {final['links']['mlflow']}")
         console.print(
             "[dim]the demo's MLflow server stops with it; to browse the runs again: "
-            f"{bin_dir / 'mlflow'} server --backend-store-uri sqlite:///{ROOT / 'mlflow.db'} "
+            f"{bin_dir / 'mlflow'} server --backend-store-uri {mlflow_store_uri(ROOT)} "
             f"--artifacts-destination {ROOT / 'mlartifacts'} --port {mlflow_port}[/dim]"
         )
         console.print(f"plot: {plot}")

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from service.study_files import Tags, child_runs_filter  # the project's venv runs this
+
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -70,7 +72,7 @@ def wait(api: str, token: str, study_id: str, what: str, seconds: str) -> None:
 def mlflow_children(mlflow: str, parent: dict[str, Any]) -> list[dict[str, Any]]:
     body = {
         "experiment_ids": [parent["info"]["experiment_id"]],
-        "filter": f"tags.`mlflow.parentRunId` = '{parent['info']['run_id']}'",
+        "filter": child_runs_filter(parent["info"]["run_id"]),
         "max_results": 1000,
     }
     r = httpx.post(f"{mlflow}/api/2.0/mlflow/runs/search", json=body, timeout=30)
@@ -102,8 +104,8 @@ def verify(api: str, token: str, study_id: str, mlflow: str, n_trials: str) -> N
         fail(f"MLflow has no parent run {parent_id}: {r.status_code} {r.text[:300]}")
     parent = r.json()["run"]
     children = mlflow_children(mlflow, parent)
-    per_trial = Counter(tags(ch).get("pcd.trial_id") for ch in children)
-    nodes = Counter(tags(ch).get("pcd.node_ip") for ch in children)
+    per_trial = Counter(tags(ch).get(Tags.TRIAL_ID) for ch in children)
+    nodes = Counter(tags(ch).get(Tags.NODE_IP) for ch in children)
     print(
         f"[rehearse-compose] MLflow parent run {parent_id} ({parent['info']['status']}), "
         f"{len(children)} child runs, artifacts at {parent['info']['artifact_uri']}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.study_files import StudyFolder
+
 from .conftest import RW
 from .test_api_basics import SMALL, _problem
 
@@ -15,7 +17,7 @@ def test_delete_removes_the_study_folder(inproc, app_settings) -> None:
     study_id = inproc.post("/v1/studies", json=SMALL, headers=RW).json()["id"]
     folder = app_settings.studies_dir / study_id
     (folder / "trials").mkdir(parents=True)
-    (folder / "spec.json").write_text("{}")
+    StudyFolder(folder).write_spec({})
     assert inproc.post(f"/v1/studies/{study_id}/cancel", headers=RW).status_code == 202
     assert inproc.delete(f"/v1/studies/{study_id}", headers=RW).status_code == 204
     assert not folder.exists() and app_settings.studies_dir.is_dir()

@@ -10,6 +10,8 @@ import pytest
 from pcd_testing.processes import stop
 from pcd_testing.servers import drivers
 
+from service.study_files import StudyFolder
+
 from .conftest import RW, Api
 from .test_api_basics import SMALL
 
@@ -58,7 +60,7 @@ def test_a_study_survives_an_api_restart_and_succeeds(finished) -> None:
 
 def test_the_warm_driver_ran_it(finished) -> None:
     api, study_id, _ = finished
-    driver_log = (api.root / "studies" / study_id / "driver.log").read_text()
+    driver_log = StudyFolder(api.root / "studies" / study_id).driver_log.read_text()
     assert "warm driver (Ray connected, workers started) ready" in driver_log
     assert "phase: search" in driver_log or "] search" in driver_log
 

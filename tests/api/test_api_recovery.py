@@ -9,6 +9,8 @@ import time
 import httpx
 import psutil
 
+from service.study_files import Tags
+
 from .conftest import RW, Api
 from .test_api_basics import SMALL
 from .test_api_lifecycle import _wait
@@ -53,7 +55,7 @@ def test_killed_driver_is_resumed(tmp_path, mlflow_server, postgres_url) -> None
         parents = [
             r
             for r in runs["runs"]
-            if not any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))
+            if not any(t["key"] == Tags.PARENT_RUN for t in r["data"].get("tags", []))
         ]
         assert len(parents) == 1
     finally:

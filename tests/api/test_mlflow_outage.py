@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -17,6 +16,7 @@ from pcd_testing.proxy import TcpProxy
 
 from service.runner.study import ensure_experiment
 from service.store import StudyStatus
+from service.study_files import EXPERIMENT, StudyFolder, StudyState, Tags
 
 from .conftest import RW, VENV_BIN
 
@@ -35,15 +35,14 @@ def _study_with_trials(store, settings, mlflow_url: str) -> str:
     parent = client.create_run(experiment_id).info.run_id
     for trial in ("t1", "t2"):
         run = client.create_run(
-            experiment_id, tags={"mlflow.parentRunId": parent, "pcd.trial_id": trial}
+            experiment_id, tags={Tags.PARENT_RUN: parent, Tags.TRIAL_ID: trial}
         ).info.run_id
         client.log_metric(run, "val_top1", 50.0, step=1)
         client.set_terminated(run, status="FINISHED")
     record, _ = store.create("s", {"budget": {"trials": 2}})
     folder = settings.studies_dir / record.id
     folder.mkdir(parents=True)
-    state = {"parent_run_id": parent, "experiment_id": experiment_id}
-    (folder / "study.json").write_text(json.dumps(state))
+    StudyFolder(folder).write_state(StudyState(parent_run_id=parent, experiment_id=experiment_id))
     store.transition(record.id, StudyStatus.running, driver="pid:1", study_dir=str(folder))
     return record.id
 
@@ -96,25 +95,26 @@ def test_a_driver_rides_out_an_mlflow_outage(tmp_path, mlflow_server, proxy) -> 
     args = [str(VENV_BIN / "pcd"), "study", "run", "pcd-digits", "--quiet", "--num-cpus", "2"]
     args += ["--study-dir", str(study_dir), "--tracking-uri", proxy.url]
     args += [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
-    log = (tmp_path / "driver.log").open("w")
+    driver_log = StudyFolder(tmp_path).driver_log
+    log = driver_log.open("w")
     driver = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         server = MlflowClient(mlflow_server)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and driver.poll() is None:
-            experiment = server.get_experiment_by_name("pcd-studies")
+            experiment = server.get_experiment_by_name(EXPERIMENT)
             runs = server.search_runs([experiment.experiment_id]) if experiment else []
-            if any("pcd.trial_id" in r.data.tags for r in runs):
+            if any(Tags.TRIAL_ID in r.data.tags for r in runs):
                 break
             time.sleep(0.5)
         proxy.close()  # a trial runs: MLflow goes away for a while
         time.sleep(10)
         proxy.reopen()
-        assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        assert driver.wait(timeout=600) == 0, driver_log.read_text()[-3000:]
     finally:
         if driver.poll() is None:
             driver.kill()
-    assert "MLflow unavailable" in (tmp_path / "driver.log").read_text()
-    summary = json.loads((study_dir / "summary.json").read_text())
-    assert len(summary["trials"]) == 2 and summary["best_trial_id"]
+    assert "MLflow unavailable" in driver_log.read_text()
+    summary = StudyFolder(study_dir).read_summary()
+    assert summary is not None and len(summary.trials) == 2 and summary.best_trial_id
     assert httpx.get(f"{mlflow_server}/health").status_code == 200

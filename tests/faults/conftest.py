@@ -170,7 +170,7 @@ class Stack:
     def logs(self, study_id: str) -> str:
         log = StudyFolder(self.studies_dir / study_id).driver_log
         api_log = self.api.root / "api.log"
-        out = log.read_text()[-3000:] if log.is_file() else "(no driver.log)"
+        out = log.read_text()[-3000:] if log.is_file() else f"(no {log.name})"
         return out + "\n--- api.log\n" + (api_log.read_text()[-2000:] if api_log.is_file() else "")
 
     def audit(self, study_id: str) -> RunAudit:
