@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from pcd_core.losses import JointSchedule, pcd_loss
-
-from .reference import ref_pcd_loss
+from pcd_core.testing.reference import ref_pcd_loss
 
 SPLITS = [("even", 2.0), ("geometric", 2.0), ("geometric", 0.5)]
 WEIGHTINGS = ["paper", "none", "released"]
