@@ -15,7 +15,7 @@ Protocol (nothing is selected on test):
 5. ``DOCS/results.md``, its plots (``DOCS/results/*.png``) and a JSON summary
    (``DOCS/results/report.json``) are written from the stored runs.
 
-Every run is stored under ``OUT/runs/<label>-s<seed>/summary.json``; a rerun reads finished
+Every run is stored in its run folder ``OUT/runs/<label>-s<seed>/``; a rerun reads finished
 runs instead of training them again (resumable). ``--quick`` is a tiny smoke version
 (small subset, 1 epoch, 2 seeds, two grid points per family).
 """
@@ -54,6 +54,7 @@ from pcd_core.data import (
 )
 from pcd_core.methods import METHODS
 from pcd_core.models import build_model, count_parameters
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, load_teacher, train
 from pcd_core.train.metrics import hard_classes, predict
 from pcd_core.train.trainer import prefill_logit_bank
@@ -278,15 +279,15 @@ class Env:
     threads: int
 
 
-def run_dir(env: Env, job: Job) -> Path:
-    return env.runs / f"{run_label(job.method, job.options)}-s{job.seed}"
+def run_dir(env: Env, job: Job) -> RunDir:
+    return RunDir(env.runs / f"{run_label(job.method, job.options)}-s{job.seed}")
 
 
 def _run_job(env: Env, job: Job) -> dict[str, Any]:
     """One (config, seed) run through compare_methods; reads it back if already finished."""
     torch.set_num_threads(env.threads)
     started = time.perf_counter()
-    done_before = (run_dir(env, job) / "summary.json").is_file()
+    done_before = run_dir(env, job).is_finished()
     (summary,) = compare_methods(
         env.runs,
         teacher=env.teacher,
@@ -300,8 +301,9 @@ def _run_job(env: Env, job: Job) -> dict[str, Any]:
         reuse_finished=True,
     )
     seconds = time.perf_counter() - started
-    stored = json.loads((run_dir(env, job) / "summary.json").read_text())
-    timing = run_dir(env, job) / "timing.json"
+    stored = run_dir(env, job).read_summary()
+    assert stored is not None, "compare_methods wrote no summary"
+    timing = run_dir(env, job).path / "timing.json"  # this report's own file in the run folder
     trained = not done_before or not timing.is_file()
     if trained:
         timing.write_text(json.dumps({"seconds": seconds}))
@@ -879,7 +881,7 @@ def main(
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     teacher_dir = out / "teacher"
-    artifact = teacher_dir / "teacher.pt"
+    artifact = RunDir(teacher_dir).teacher
     teacher_trained = not artifact.is_file()
     if teacher_trained:
         t0 = time.perf_counter()

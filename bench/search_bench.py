@@ -24,6 +24,7 @@ from ray import tune
 from rich.console import Console
 from rich.table import Table
 
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, train
 from search_spaces import parse_spec
 from service.runner.study import RunnerSettings, run_study
@@ -113,7 +114,7 @@ def _spec(name: str, sampler: str, scheduler: str, trials: int, max_epochs: int,
         {
             "name": name,
             "data": {"name": "digits", "val_fraction": 0.2, "seed": 0},
-            "teacher": {"checkpoint": "teacher.pt"},
+            "teacher": {"checkpoint": RunDir.TEACHER},  # in the teacher's run folder
             "student": "mlp_32",
             "method": "pcd",
             # every strategy trains with the same model seed: only the search differs
@@ -139,7 +140,7 @@ def main(
     work = out / "search_runs"
     budget = GRID * max_epochs
     teacher_dir = work / "teacher"
-    if not (teacher_dir / "teacher.pt").is_file():
+    if not RunDir(teacher_dir).teacher.is_file():
         train(
             TrainConfig(arch="cnn_small", epochs=15, data=DataConfig(val_fraction=0.2)), teacher_dir
         )

@@ -14,7 +14,6 @@ a runtime failure; Ctrl-C exits 130. Progress goes to stderr, results to stdout.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -45,8 +44,15 @@ import pcd_core
 from pcd_core.data import DeviceLoader, ImageData, load_dataset, train_val_split
 from pcd_core.data.cli import data_app
 from pcd_core.data.errors import DatasetError
-from pcd_core.methods import METHODS, MethodOptionError, build_method, parse_options
+from pcd_core.methods import (
+    METHODS,
+    MethodOptionError,
+    build_method,
+    needs_teacher,
+    parse_options,
+)
 from pcd_core.models import build_model, count_parameters, list_models
+from pcd_core.run_dir import RunDir
 from pcd_core.train import (
     CheckpointError,
     DataConfig,
@@ -297,8 +303,7 @@ def methods_list() -> None:
     table.add_column("teacher", no_wrap=True)
     table.add_column("summary", overflow="fold")
     for name, spec in METHODS.items():
-        needs = spec.factory(spec.options()).needs_teacher
-        table.add_row(name, "yes" if needs else "no", escape(spec.summary))
+        table.add_row(name, "yes" if spec.needs_teacher else "no", escape(spec.summary))
     _stdout().print(table)
 
 
@@ -338,7 +343,7 @@ ValFracOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="run folder")]
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="continue from OUT/last.pt when it exists")
+    bool, typer.Option("--resume", help=f"continue from OUT/{RunDir.LAST} when it exists")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 ThreadsOpt = Annotated[
@@ -399,9 +404,9 @@ def _check_device(name: str) -> torch.device:
 def _check_out_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out {out} exists and is not a folder")
-    if not resume and (out / "last.pt").exists():
+    if not resume and RunDir(out).has_checkpoint():
         raise _RuntimeFailure(
-            f"{out} already holds a run (last.pt); pass --resume to continue it "
+            f"{out} already holds a run ({RunDir.LAST}); pass --resume to continue it "
             "or choose another --out"
         )
 
@@ -473,7 +478,7 @@ class _ResumeHint:
         self.out_dir: Path | None = None
 
     def __call__(self) -> str:
-        if self.out_dir is None or not (self.out_dir / "last.pt").is_file():
+        if self.out_dir is None or not RunDir(self.out_dir).has_checkpoint():
             return ""
         return f"; continue with the same options and --resume (run folder {self.out_dir})"
 
@@ -484,7 +489,10 @@ def _teacher() -> None:
     """Teachers: train one with cross-entropy and write a hashed artifact."""
 
 
-@teacher_app.command("train")
+@teacher_app.command(
+    "train",
+    help=f"Train a teacher with cross-entropy and write its hashed artifact ({RunDir.TEACHER}).",
+)
 def teacher_train(
     arch: Annotated[str, typer.Option("--arch", help="model name (see `pcd models list`)")],
     dataset: DatasetOpt = "digits",
@@ -501,7 +509,6 @@ def teacher_train(
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Train a teacher with cross-entropy and write its hashed artifact (teacher.pt)."""
     hint = _ResumeHint()
     with _errors(hint):
         _set_threads(threads)
@@ -591,7 +598,7 @@ def distill(
         _set_threads(threads)
         raw = _parse_sets(sets or [])
         parsed = parse_options(method, raw)  # unknown method / option -> MethodOptionError
-        if not METHODS[method].factory(parsed).needs_teacher:
+        if not needs_teacher(method):
             raise _UsageError(
                 f"method {method!r} trains without a teacher; use `pcd teacher train`"
             )
@@ -657,22 +664,20 @@ class _Loaded:
     fingerprint: str | None = None  # of the train split the model saw (teachers record it)
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    """The config of a student/teacher run folder: summary.json, else last.pt."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            return dict(json.loads(summary.read_text())["config"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{summary} is not a pcd run summary ({exc})") from None
-    last = run_dir / "last.pt"
-    if last.is_file():
-        state = load_file(last, "run checkpoint")
+def _run_config(run: RunDir) -> dict[str, Any]:
+    """The config of a student/teacher run folder: its summary, else its last checkpoint."""
+    if run.is_finished():
+        summary = run.read_summary()
+        if summary is None or not isinstance(summary.get("config"), dict):
+            raise CheckpointError(f"{run.summary} is not a pcd run summary (no config)")
+        return dict(summary["config"])
+    if run.has_checkpoint():
+        state = load_file(run.last, "run checkpoint")
         if isinstance(state.get("config"), dict):
             return dict(state["config"])
     raise CheckpointError(
-        f"{run_dir} holds no summary.json or last.pt: not a pcd run folder "
-        "(evaluate a teacher artifact, a run folder, or its best.pt / last.pt)"
+        f"{run.path} holds no {RunDir.SUMMARY} or {RunDir.LAST}: not a pcd run folder "
+        f"(evaluate a teacher artifact, a run folder, or its {RunDir.BEST} / {RunDir.LAST})"
     )
 
 
@@ -680,9 +685,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():  # the best-on-val weights; the last ones when the run had no val split
-        run_dir, weights = path, path / "best.pt"
-        if not weights.is_file() and (path / "last.pt").is_file():
-            weights = path / "last.pt"
+        run, weights = RunDir(path), RunDir(path).eval_weights()
     else:
         obj = load_file(path, "checkpoint")
         if obj.get("format") == TEACHER_FORMAT:
@@ -690,7 +693,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             # A teacher inside its run folder: use that run's split; otherwise the defaults.
             data = DataConfig(name=info.dataset)
             try:
-                data = TrainConfig.model_validate(_run_config(path.parent)).data
+                data = TrainConfig.model_validate(_run_config(RunDir(path.parent))).data
             except (CheckpointError, ValidationError):
                 pass
             return _Loaded(
@@ -704,15 +707,16 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             )
         if not isinstance(obj.get("model"), dict):
             raise CheckpointError(
-                f"{path} is neither a pcd teacher artifact nor a run checkpoint (best.pt/last.pt)"
+                f"{path} is neither a pcd teacher artifact nor a run checkpoint "
+                f"({RunDir.BEST}/{RunDir.LAST})"
             )
-        run_dir, weights = path.parent, path
-    config = TrainConfig.model_validate(_run_config(run_dir))
+        run, weights = RunDir(path.parent), path
+    config = TrainConfig.model_validate(_run_config(run))
     if not weights.is_file():
         raise CheckpointError(f"{weights} does not exist (the run has no finished epoch)")
     state = load_file(weights, "checkpoint")
     if not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{weights} is not a run checkpoint (best.pt/last.pt)")
+        raise CheckpointError(f"{weights} is not a run checkpoint ({RunDir.BEST}/{RunDir.LAST})")
     name = config.data.name if dataset is None else dataset
     train_data = load_dataset(name, "train", data_root or config.data.root)
     model = build_model(
@@ -756,7 +760,10 @@ def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
 @app.command("eval")
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(help="teacher.pt, a run folder, or a run's best.pt / last.pt")
+        Path,
+        typer.Argument(
+            help=f"{RunDir.TEACHER}, a run folder, or a run's {RunDir.BEST} / {RunDir.LAST}"
+        ),
     ],
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="default: the one the model was trained on")

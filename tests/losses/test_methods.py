@@ -11,6 +11,7 @@ from pcd_core.methods import (
     MethodOptionError,
     build_method,
     method_defaults,
+    needs_teacher,
     options_schema,
 )
 
@@ -29,7 +30,11 @@ def test_registry_lists_each_method_once() -> None:
         method = build_method(name)
         assert method.name == name
         assert options_schema(name)["type"] == "object"
-    assert not build_method("ce").needs_teacher
+    # "needs a teacher?" is one registry fact; instances read it, whatever their options
+    assert [n for n in METHODS if needs_teacher(n)] == ["kd", "dkd", "pcd"]
+    for name, spec in METHODS.items():
+        assert build_method(name).needs_teacher is spec.needs_teacher is needs_teacher(name)
+    assert build_method("pcd", {"schedule": "released"}).needs_teacher
     assert method_defaults("pcd")["temperature"] == 4.0
     assert method_defaults("pcd")["stages"] == 3
     assert method_defaults("kd") == {
