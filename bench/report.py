@@ -44,7 +44,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pcd_core.compare import compare_methods, mean_std, run_label
+from pcd_core.compare import compare_methods, format_mean_std, mean_std, run_label
 from pcd_core.data import (
     FASHION_MNIST_DEBIAN_DIR,
     DeviceLoader,
@@ -390,10 +390,10 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     """Paired difference a - b over seeds: mean, std, 95% CI half-width, wins of a."""
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     n = len(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    mean, sd = mean_std(diffs)
     half = _t95(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
     return {
-        "mean": statistics.mean(diffs),
+        "mean": mean,
         "std": sd,
         "ci95": half,
         "wins": sum(d > 0 for d in diffs),
@@ -443,8 +443,8 @@ def _plot(path: Path, title: str, rows: list[tuple[str, dict[str, Any]]]) -> Non
         (axes[1], "test_hard_top1", "test top-1 % on the hard classes"),
     ):
         values = [r[key] for _, r in rows]
-        means = [statistics.mean(v) if v else float("nan") for v in values]
-        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        means = [mean_std(v).mean if v else float("nan") for v in values]
+        stds = [mean_std(v).std if v else 0.0 for v in values]
         xs = list(range(len(rows)))
         ax.bar(xs, means, yerr=stds, capsize=4, color="C0", alpha=0.75)
         for x, v in zip(xs, values, strict=True):
@@ -469,9 +469,10 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     ]
     for label, r in rows:
         out.append(
-            f"| {label} | {len(r['test_top1_best_val'])} | {mean_std(r['val_top1'])} "
-            f"| {mean_std(r['test_top1_best_val'])} | {mean_std(r['test_top1_last'])} "
-            f"| {mean_std(r['test_hard_top1'])} | "
+            f"| {label} | {len(r['test_top1_best_val'])} | {format_mean_std(r['val_top1'])} "
+            f"| {format_mean_std(r['test_top1_best_val'])} "
+            f"| {format_mean_std(r['test_top1_last'])} "
+            f"| {format_mean_std(r['test_hard_top1'])} | "
             f"{statistics.mean(r['best_epoch']):.1f} |"
         )
     return out
@@ -667,8 +668,8 @@ def write_report(
     best_name, best = ranked[0]
     head.append(
         f"- Highest mean val accuracy (the selection criterion) of all {len(per)} "
-        f"configurations: **{best_name}**, val {mean_std(best['val_top1'])} %, test "
-        f"{mean_std(best['test_top1_best_val'])} % (n={len(best['seeds'])})."
+        f"configurations: **{best_name}**, val {format_mean_std(best['val_top1'])} %, test "
+        f"{format_mean_std(best['test_top1_best_val'])} % (n={len(best['seeds'])})."
     )
     j = per["pcd joint"]["test_top1_best_val"]
     for other in ("kd", "dkd", "ce", "pcd phased", "pcd released"):

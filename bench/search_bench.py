@@ -24,6 +24,7 @@ from ray import tune
 from rich.console import Console
 from rich.table import Table
 
+from pcd_core.compare import mean_std
 from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, train
 from search_spaces import parse_spec
@@ -183,10 +184,8 @@ def main(
         cells = []
         for c in checkpoints:
             vals = [max((v for s, v in run if s <= c), default=float("nan")) for run in runs]
-            cells.append(
-                f"{statistics.mean(vals):.2f}"
-                + (f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else "")
-            )
+            mean, std = mean_std(vals)
+            cells.append(f"{mean:.2f}" + (f" ± {std:.2f}" if len(vals) > 1 else ""))
         reach = [next((s for s, v in run if v >= grid_best - 0.5), None) for run in runs]
         reach_txt = ", ".join("never" if r is None else f"{r} ({r / budget:.0%})" for r in reach)
         table.add_row(label, *cells, reach_txt)

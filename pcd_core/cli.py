@@ -1,4 +1,5 @@
-"""``pcd``: the command line of pcd_core.
+"""pcd_core's commands of the ``pcd`` command line (the whole tree is assembled in
+service/cli.py, the entry point; pcd_core imports nothing from the service).
 
     pcd models list                  the model zoo, with parameter counts
     pcd methods list / show METHOD   training objectives and their options
@@ -8,19 +9,19 @@
     pcd eval CKPT                    top-1/top-5 of a teacher artifact or a student run
 
 Every expected failure (bad options, a missing or corrupt checkpoint, a missing data set) is
-reported as one line ``error: <message>`` on stderr, with exit code 2 for bad usage and 1 for
-a runtime failure; Ctrl-C exits 130. Progress goes to stderr, results to stdout.
+reported by pcd_core.cli_errors.fail as one line ``error: <message>`` on stderr, with exit
+code 2 for bad usage and 1 for a runtime failure; Ctrl-C exits 130. Progress goes to stderr,
+results to stdout.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -37,10 +38,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from torch import nn
-from typer._click.exceptions import ClickException, NoArgsIsHelpError
-from typer.core import TyperGroup
 
-import pcd_core
+from pcd_core.cli_errors import INTERRUPTED, RUNTIME_ERROR, USAGE_ERROR, fail, one_line
 from pcd_core.data import DeviceLoader, ImageData, load_dataset, train_val_split
 from pcd_core.data.cli import data_app
 from pcd_core.data.errors import DatasetError
@@ -66,48 +65,8 @@ from pcd_core.train.checkpoint import TEACHER_FORMAT, load_file
 from pcd_core.train.metrics import classification_metrics, predict
 from pcd_core.train.trainer import dataset_fingerprint, resolve_device
 
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-INTERRUPTED = 130
-
-
-class _OneLineErrors(TyperGroup):
-    """The top-level group: usage errors (a missing option, a value of the wrong type, an
-    unknown command) are printed as one ``error:`` line instead of a usage panel."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as exc:  # the help has been printed
-            message = exc.format_message().strip()
-            if message:
-                typer.echo(message, err=True)
-            sys.exit(exc.exit_code)
-        except ClickException as exc:
-            message = _one_line(exc.format_message())
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None:
-                message += f" (see `{ctx.command_path} --help`)"
-            typer.echo(f"error: {message}", err=True)
-            sys.exit(exc.exit_code)
-        except typer.Abort:
-            typer.echo("error: aborted", err=True)
-            sys.exit(RUNTIME_ERROR)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
 app = typer.Typer(
-    cls=_OneLineErrors,
-    help="Progressive Class-level Distillation: train teachers, distil students, evaluate.",
+    help="pcd_core: train teachers, distil students, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -145,10 +104,6 @@ class _RuntimeFailure(RuntimeError):
     """A failure of the run, not of its arguments (exit code 1)."""
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _format_validation(err: ValidationError) -> str:
     """A pydantic error as one line: ``field: message; other.field: message``."""
     parts = []
@@ -162,12 +117,7 @@ def _format_validation(err: ValidationError) -> str:
             if isinstance(value, str | int | float | bool) or value is None:
                 msg += f" (got {value!r})"
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return _one_line("; ".join(parts)) or "invalid configuration"
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {_one_line(message)}", err=True)
-    raise typer.Exit(code)
+    return one_line("; ".join(parts)) or "invalid configuration"
 
 
 @contextmanager
@@ -177,16 +127,15 @@ def _errors(interrupt_hint: Callable[[], str] | None = None) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         hint = interrupt_hint() if interrupt_hint is not None else ""
-        typer.echo(f"error: interrupted{hint}", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+        fail(f"interrupted{hint}", INTERRUPTED)
     except ValidationError as exc:
-        _exit(_format_validation(exc), USAGE_ERROR)
+        fail(_format_validation(exc), USAGE_ERROR)
     except (CheckpointError, DatasetError, _RuntimeFailure, OSError) as exc:
-        _exit(str(exc) or type(exc).__name__, RUNTIME_ERROR)
+        fail(str(exc) or type(exc).__name__, RUNTIME_ERROR)
     except torch.OutOfMemoryError as exc:
-        _exit(f"out of memory ({exc}); try a smaller --batch-size", RUNTIME_ERROR)
+        fail(f"out of memory ({exc}); try a smaller --batch-size", RUNTIME_ERROR)
     except (MethodOptionError, _UsageError, ValueError) as exc:  # bad options
-        _exit(str(exc) or type(exc).__name__, USAGE_ERROR)
+        fail(str(exc) or type(exc).__name__, USAGE_ERROR)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -220,25 +169,6 @@ def _test_summary(result: RunResult) -> str:
         f"best-on-val epoch {best['epoch']} (val top-1 {_pct(result.best_val_top1)}) | "
         f"test top-1 {_pct(best['top1'])} (best-on-val weights), {last_part}"
     )
-
-
-# ------------------------------------------------------------------------------- top level
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"pcd {pcd_core.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Progressive Class-level Distillation: train teachers, distil students, evaluate."""
 
 
 # ---------------------------------------------------------------------------------- models
@@ -533,7 +463,7 @@ def teacher_train(
         _check_out_dir(out_dir, resume)
         result = _run(config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}")
     if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
-        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+        fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     digest = result.teacher_hash
     typer.echo(f"teacher artifact: {result.teacher_artifact}")
     typer.echo(f"content hash: {digest[:12]} (sha256 {digest})")
@@ -640,7 +570,7 @@ def distill(
             config, out_dir, resume=resume, quiet=quiet, label=f"{method} {student}", header=header
         )
     if not result.completed:
-        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+        fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     selected, which = result.test.get("best_val"), "best-on-val weights"
     if selected is None:
         selected, which = result.test["last"], "last epoch"
@@ -727,7 +657,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
     except RuntimeError as exc:
         raise CheckpointError(
             f"{weights}: the weights do not fit {config.arch} on {name} "
-            f"({_one_line(str(exc))[:200]})"
+            f"({one_line(str(exc))[:200]})"
         ) from None
     epoch = state.get("epoch", "?")
     return _Loaded(
@@ -804,7 +734,7 @@ def evaluate(
             if isinstance(exc, torch.OutOfMemoryError):
                 raise
             raise CheckpointError(
-                f"the model does not accept {loaded.dataset} images ({_one_line(str(exc))[:200]})"
+                f"the model does not accept {loaded.dataset} images ({one_line(str(exc))[:200]})"
             ) from None
         if logits.shape[1] != data.num_classes:
             raise CheckpointError(

@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.table import Table
 
@@ -34,12 +34,25 @@ class MethodSummary:
     best_epochs: list[int] = field(default_factory=list)
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (sample std; 0 for one value)."""
+class MeanStd(NamedTuple):
+    """The mean of results over seeds and their sample standard deviation (0 for one)."""
+
+    mean: float
+    std: float
+
+
+def mean_std(values: Sequence[float]) -> MeanStd:
+    """Mean and sample standard deviation of ``values`` (at least one)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return MeanStd(statistics.mean(values), std)
+
+
+def format_mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` to two decimals; ``-`` for no values."""
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
 
 
 def train_teacher(
@@ -143,9 +156,9 @@ def summary_table(summaries: Sequence[MethodSummary], title: str) -> Table:
     for s in summaries:
         table.add_row(
             s.method,
-            mean_std(s.val_top1),
-            mean_std(s.test_top1_best_val),
-            mean_std(s.test_top1_last),
-            mean_std(s.test_hard_top1),
+            format_mean_std(s.val_top1),
+            format_mean_std(s.test_top1_best_val),
+            format_mean_std(s.test_top1_last),
+            format_mean_std(s.test_hard_top1),
         )
     return table

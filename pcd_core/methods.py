@@ -17,8 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import Tensor
 
 from pcd_core.losses import (
+    Direction,
     JointSchedule,
     PhasedSchedule,
+    Ranking,
+    Split,
+    Weighting,
     dkd_parts,
     kd_loss,
     pcd_loss,
@@ -189,17 +193,17 @@ class PCDOptions(_Options):
         description="joint: all stages every step; phased: 2S curriculum phases; "
         "released: the authors' public code (rescaled full-class KD)",
     )
-    directions: Literal["both", "f2c", "c2f"] = Field(
+    directions: Direction = Field(
         "both", description="fine-to-coarse, coarse-to-fine or both passes"
     )
-    ranking: Literal["abs_gap", "teacher", "none"] = Field(
+    ranking: Ranking = Field(
         "abs_gap", description="class priority: |t - s|, teacher logit, or class index"
     )
-    split: Literal["even", "geometric"] = Field("even", description="how a stage cuts groups")
+    split: Split = Field("even", description="how a stage cuts groups")
     split_ratio: float | None = Field(
         None, gt=0.0, description="ratio r of the geometric split (default 2.0)"
     )
-    weighting: Literal["paper", "none", "released"] = Field(
+    weighting: Weighting = Field(
         "paper", description="group weight: 1 - cos(p, q), 1, or 1 - cos(p, log q)"
     )
     standardize: bool = Field(False, description="logit standardisation (usual: T=2, alpha=9)")

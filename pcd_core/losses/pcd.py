@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -27,13 +27,15 @@ from pcd_core.losses._common import (
 )
 from pcd_core.losses.standardize import standardize_logits
 
+# The allowed values of pcd_loss's named choices, defined here only: the method registry's
+# option schema (pcd_core.methods.PCDOptions) uses these types. See docs/method.md.
 Ranking = Literal["abs_gap", "teacher", "none"]
 Split = Literal["even", "geometric"]
 Weighting = Literal["paper", "none", "released"]
 
-RANKINGS: tuple[str, ...] = ("abs_gap", "teacher", "none")
-SPLITS: tuple[str, ...] = ("even", "geometric")
-WEIGHTINGS: tuple[str, ...] = ("paper", "none", "released")
+RANKINGS: tuple[str, ...] = get_args(Ranking)
+SPLITS: tuple[str, ...] = get_args(Split)
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 
 # Floor of the squared-norm product inside the cosine. Only reached by a one-class group under
 # the `released` weighting (where ||log q|| = 0); such a group contributes 0 anyway.
