@@ -1,4 +1,5 @@
-"""Progressive Class-level Distillation (PCD): the loss, as specified in pcd-method.md.
+"""Progressive Class-level Distillation (PCD): the loss. docs/method.md explains the method
+as pcd implements it, every option below and the reading chosen for each.
 
 Everything is vectorised over samples, stages and groups. Per call: one sort (for the
 ranking), one gather per logit tensor, and a fixed number of segment reductions over a
@@ -356,7 +357,8 @@ def pcd_loss(
     stage_norm: bool = False,
     split_ratio: float = 2.0,
 ) -> Tensor:
-    """The PCD distillation term (steps 1-6 of pcd-method.md), a scalar batch mean.
+    """The PCD distillation term (docs/method.md, "What one call of pcd_loss computes"), a
+    scalar batch mean.
 
     ``group_counts`` lists the k of every active stage term, repeats allowed: the joint
     schedule with S=3 in both directions is ``[3, 2, 1, 1, 2, 3]``. Each group g of a stage
