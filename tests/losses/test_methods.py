@@ -141,3 +141,18 @@ def test_every_term_keeps_float64_and_lifts_bf16_to_float32(name) -> None:
     for dtype, expected in ((torch.float64, torch.float64), (torch.bfloat16, torch.float32)):
         terms = method.losses(s.to(dtype), t.to(dtype), y, epoch=5, total_epochs=12)
         assert {k: v.dtype for k, v in terms.items()} == dict.fromkeys(terms, expected)
+
+
+def test_docs_method_md_explains_every_pcd_option_and_value() -> None:
+    """docs/method.md names each option of the pcd method and each allowed value."""
+    import typing
+    from pathlib import Path
+
+    from pcd_core.methods import PCDOptions
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "method.md").read_text()
+    for name, field in PCDOptions.model_fields.items():
+        assert f"`{name}`" in text, name
+        for value in typing.get_args(field.annotation):
+            if isinstance(value, str):
+                assert f"`{value}`" in text, (name, value)
