@@ -2,9 +2,10 @@
 
 Written to run right the first time on a device we get once: every check is isolated (an
 error is recorded, the next check runs), has its own time limit, and the JSON is rewritten
-after every check so a killed run still leaves what it measured. Imports only ``pcd_core``,
-torch, numpy and the standard library (plus ``bench/loss_bench.py`` for the loss benchmark
-and ``tests/losses/reference.py``, the naive float64 reference, both loaded by file path).
+after every check so a killed run still leaves what it measured. Imports only ``pcd_core``
+(with ``pcd_core.testing.reference``, the naive float64 reference of the losses), torch, numpy
+and the standard library (plus ``bench/loss_bench.py`` for the loss benchmark, loaded by file
+path: bench/ is a folder of scripts, not a package).
 
 Checks, in order (cheap and essential first):
 
@@ -15,9 +16,9 @@ Checks, in order (cheap and essential first):
   relative error.
 - ``bf16_autocast``: bf16 logits under autocast: every loss is fp32, finite, with finite
   gradients, and equals the float64 reference of the same (bf16-rounded) values.
-- ``no_host_sync`` (CUDA only): the training step (the body of trainer._train_epoch) under
+- ``no_host_sync`` (CUDA only): the trainer's own ``train_step`` (pcd_core.train.step) under
   ``torch.cuda.set_sync_debug_mode("error")`` after a warm-up, for ce/kd/dkd/pcd and kd/pcd
-  with logit-bank logits; then every sync site of one step and of a whole ``_train_epoch``
+  with logit-bank logits; then every sync site of one step and of a whole ``train_epoch``
   listed in "warn" mode (the end-of-epoch ``.item()`` calls are the expected ones).
 - ``train_e2e``: the public ``train(...)`` on a generated CIFAR-100-format folder: a ce
   teacher, a pcd S=3 student (amp and channels_last at their device defaults), a kd student
@@ -97,7 +98,19 @@ from pcd_core.losses import (  # noqa: E402
 )
 from pcd_core.methods import build_method  # noqa: E402
 from pcd_core.models import build_model  # noqa: E402
-from pcd_core.train import DataConfig, Distiller, TrainConfig, train  # noqa: E402
+from pcd_core.run_dir import RunDir  # noqa: E402
+from pcd_core.testing import reference as ref  # noqa: E402
+from pcd_core.testing.datasets import write_cifar  # noqa: E402
+from pcd_core.train import (  # noqa: E402
+    DataConfig,
+    Distiller,
+    EpochTally,
+    TrainConfig,
+    train,
+    train_epoch,
+    train_step,
+)
+from pcd_core.train import step as step_mod  # noqa: E402
 from pcd_core.train import trainer as trainer_mod  # noqa: E402
 
 
@@ -110,9 +123,6 @@ def _load_file_module(name: str, path: Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-ref = _load_file_module("pcd_gpu_check_reference", ROOT / "tests" / "losses" / "reference.py")
 
 
 # ------------------------------------------------------------------------------ utilities
@@ -527,8 +537,7 @@ class _Rig:
             self.bank = (torch.randn(n, 100, generator=gen) * 3).to(torch.float16).to(dev)
         self.epoch = 0
         self._it = iter(())
-        self.sums: dict[str, torch.Tensor] = {}
-        self.correct = torch.zeros((), device=dev)
+        self.tally = EpochTally(dev)
 
     def next_batch(self):
         try:
@@ -539,25 +548,29 @@ class _Rig:
             return next(self._it)
 
     def step(self, batch) -> None:
-        """The body of trainer._train_epoch's loop, verbatim in substance."""
-        teacher_logits = None if self.bank is None else self.bank[batch.index].float()
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits, losses = self.distiller.forward_train(
-                batch.images,
-                batch.labels,
-                epoch=5,
-                total_epochs=240,
-                teacher_logits=teacher_logits,
-            )
-        loss = sum(losses.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        self.optimizer.step()
-        n = batch.labels.shape[0]
-        for name, value in losses.items():
-            term = value.detach() * n
-            self.sums[name] = self.sums[name] + term if name in self.sums else term
-        self.correct += (logits.detach().argmax(1) == batch.labels).sum()
+        """The trainer's own step (epoch 5 of 240: past every warm-up ramp)."""
+        train_step(
+            self.distiller,
+            self.optimizer,
+            batch,
+            self.tally,
+            epoch=5,
+            total_epochs=240,
+            amp=self.amp,
+            bank_logits=self.bank,
+        )
+
+    def epoch_pass(self, epoch: int) -> tuple[dict[str, float], float]:
+        """The trainer's own epoch loop over this rig's loader."""
+        return train_epoch(
+            self.distiller,
+            self.optimizer,
+            self.loader,
+            epoch=epoch,
+            total_epochs=240,
+            amp=self.amp,
+            bank_logits=self.bank,
+        )
 
 
 def _sync_sites(records: list[warnings.WarningMessage]) -> list[dict[str, Any]]:
@@ -598,74 +611,18 @@ def check_no_host_sync(dev: torch.device, quick: bool, teacher_arch: str, studen
     torch.manual_seed(1)
     teacher = build_model(teacher_arch, 100).to(dev, memory_format=fmt)
     n = batch * (warm + steps + 1)  # one epoch: no epoch boundary inside the checked steps
-    results: dict[str, Any] = {}
-    problems: list[str] = []
-    for label, (name, options, bank) in STEP_METHODS.items():
-        rig = _Rig(dev, teacher, student_arch, name, options, batch, n, bank, amp=on_cuda)
-        entry: dict[str, Any] = {}
-        for _ in range(warm):  # allocations, cached group layouts, cuDNN plans
-            rig.step(rig.next_batch())
-        # strict: the first sync raises
-        try:
-            with _sync_mode(dev, "error"):
-                for _ in range(steps):
-                    rig.step(rig.next_batch())
-            entry["error_mode"] = "no sync" if on_cuda else "not run (no CUDA); step code ran"
-        except Exception as err:  # the sync check raises RuntimeError (c10::Error)
-            tb = traceback.extract_tb(err.__traceback__)
-            ours = [f for f in tb if str(ROOT) in f.filename]
-            entry["error_mode"] = "SYNC"
-            entry["error"] = str(err).strip().splitlines()[0][:300]
-            entry["where"] = [
-                f"{os.path.relpath(f.filename, ROOT)}:{f.lineno}: {f.line}" for f in ours[-4:]
-            ]
-            problems.append(label)
-        # every sync site of one step (custom backward is Python: its lines show too)
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            with _sync_mode(dev, "warn"):
-                rig.step(rig.next_batch())
-        entry["warn_mode_sites"] = _sync_sites(rec)
-        if entry["warn_mode_sites"] and label not in problems:
-            problems.append(label)
-        results[label] = entry
-        del rig
 
-    # the trainer's own epoch function: only its end-of-epoch .item() calls may sync
-    epoch_report: dict[str, Any] = {}
-    for label in ("kd", "pcd S=3 + logit bank"):
+    def rig(label: str) -> _Rig:
         name, options, bank = STEP_METHODS[label]
-        rig = _Rig(dev, teacher, student_arch, name, options, batch, n, bank, amp=on_cuda)
-        trainer_mod._train_epoch(
-            rig.distiller, rig.optimizer, rig.loader, 1, 240, on_cuda, rig.bank
-        )  # warm-up epoch
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            with _sync_mode(dev, "warn"):
-                means, top1 = trainer_mod._train_epoch(
-                    rig.distiller, rig.optimizer, rig.loader, 2, 240, on_cuda, rig.bank
-                )
-        sites = _sync_sites(rec)
-        batches = len(rig.loader)
-        # the end-of-epoch .item() calls are by design; a site hit fewer times than there are
-        # batches is per epoch (reported); one hit in every batch is a per-step sync (a failure)
-        end_of_epoch = [
-            s for s in sites if s["file"].endswith("trainer.py") and ".item()" in s["source"]
-        ]
-        others = [s for s in sites if s not in end_of_epoch]
-        unexpected = [s for s in others if s["count"] >= batches]
-        epoch_report[label] = {
-            "batches": batches,
-            "sites": sites,
-            "end_of_epoch_item_sites": end_of_epoch,
-            "per_epoch_sites": [s for s in others if s["count"] < batches],
-            "unexpected_sites": unexpected,
-            "losses": {k: finite(float(v)) for k, v in means.items()},
-            "train_top1": top1,
-        }
-        if unexpected:
-            problems.append(f"_train_epoch {label}")
-        del rig
+        return _Rig(dev, teacher, student_arch, name, options, batch, n, bank, amp=on_cuda)
+
+    results = {label: _step_syncs(rig(label), warm, steps) for label in STEP_METHODS}
+    problems = [label for label, entry in results.items() if entry.pop("_problem")]
+    # the trainer's own epoch function: only its end-of-epoch .item() calls may sync
+    epoch_report = {label: _epoch_syncs(rig(label)) for label in ("kd", "pcd S=3 + logit bank")}
+    problems += [
+        f"train_epoch {label}" for label, e in epoch_report.items() if e["unexpected_sites"]
+    ]
     out: dict[str, Any] = {
         "batch": batch,
         "teacher": teacher_arch,
@@ -684,32 +641,62 @@ def check_no_host_sync(dev: torch.device, quick: bool, teacher_arch: str, studen
     return out
 
 
-# ------------------------------------------------------------------------ e. train(...) e2e
-def write_cifar100(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """A CIFAR-100 python folder, the layout tests/data/conftest.py writes."""
-    import pickle
+def _step_syncs(rig: _Rig, warm: int, steps: int) -> dict[str, Any]:
+    """``steps`` train_steps in "error" sync mode after ``warm`` ones, then one in "warn"
+    mode listing every sync site (custom backward is Python: its lines show too)."""
+    on_cuda = rig.dev.type == "cuda"
+    entry: dict[str, Any] = {"_problem": False}
+    for _ in range(warm):  # allocations, cached group layouts, cuDNN plans
+        rig.step(rig.next_batch())
+    try:  # strict: the first sync raises
+        with _sync_mode(rig.dev, "error"):
+            for _ in range(steps):
+                rig.step(rig.next_batch())
+        entry["error_mode"] = "no sync" if on_cuda else "not run (no CUDA); step code ran"
+    except Exception as err:  # the sync check raises RuntimeError (c10::Error)
+        tb = traceback.extract_tb(err.__traceback__)
+        ours = [f for f in tb if str(ROOT) in f.filename]
+        entry["error_mode"] = "SYNC"
+        entry["error"] = str(err).strip().splitlines()[0][:300]
+        entry["where"] = [
+            f"{os.path.relpath(f.filename, ROOT)}:{f.lineno}: {f.line}" for f in ours[-4:]
+        ]
+        entry["_problem"] = True
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with _sync_mode(rig.dev, "warn"):
+            rig.step(rig.next_batch())
+    entry["warn_mode_sites"] = _sync_sites(rec)
+    entry["_problem"] = entry["_problem"] or bool(entry["warn_mode_sites"])
+    return entry
 
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        fine = (np.arange(n) * 7) % 100
-        obj = {
-            b"filenames": [f"{i}.png".encode() for i in range(n)],
-            b"data": data,
-            b"fine_labels": fine.tolist(),
-            b"coarse_labels": (fine // 5).tolist(),
-        }
-        (folder / split).write_bytes(pickle.dumps(obj, protocol=2))
-    meta = {
-        b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-        b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+
+def _epoch_syncs(rig: _Rig) -> dict[str, Any]:
+    """Every sync site of a whole train_epoch (after a warm-up epoch), in "warn" mode."""
+    rig.epoch_pass(1)  # warm-up epoch
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with _sync_mode(rig.dev, "warn"):
+            means, top1 = rig.epoch_pass(2)
+    sites = _sync_sites(rec)
+    batches = len(rig.loader)
+    # the end-of-epoch .item() calls are by design; a site hit fewer times than there are
+    # batches is per epoch (reported); one hit in every batch is a per-step sync (a failure)
+    step_file = os.path.join(*Path(step_mod.__file__).parts[-3:])  # pcd_core/train/step.py
+    end_of_epoch = [s for s in sites if s["file"].endswith(step_file) and ".item()" in s["source"]]
+    others = [s for s in sites if s not in end_of_epoch]
+    return {
+        "batches": batches,
+        "sites": sites,
+        "end_of_epoch_item_sites": end_of_epoch,
+        "per_epoch_sites": [s for s in others if s["count"] < batches],
+        "unexpected_sites": [s for s in others if s["count"] >= batches],
+        "losses": {k: finite(float(v)) for k, v in means.items()},
+        "train_top1": top1,
     }
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
+# ------------------------------------------------------------------------ e. train(...) e2e
 def _describe_model(model: nn.Module) -> dict[str, Any]:
     params = list(model.parameters())
     conv = [p for p in params if p.dim() == 4]
@@ -751,7 +738,7 @@ def check_train_e2e(dev: torch.device, quick: bool, teacher_arch: str, student_a
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="pcd-gpu-check-") as tmp:
         tmp_path = Path(tmp)
-        write_cifar100(tmp_path / "data", n_train, n_test)
+        write_cifar(tmp_path / "data", "cifar100", n_train, n_test)
         data = DataConfig(name="cifar100", root=tmp_path / "data", val_fraction=0.1)
         common = dict(data=data, batch_size=64, device=str(dev))
         trainer_mod.build_model, trainer_mod.load_teacher = spy_build, spy_load
@@ -821,8 +808,8 @@ def _run_summary(res, seconds: float, spied: dict[str, list], on_cuda: bool) -> 
         problems.append("run did not complete")
     if not losses_finite:
         problems.append("non-finite loss")
-    if not (res.out_dir / "summary.json").is_file():
-        problems.append("no summary.json")
+    if not RunDir(res.out_dir).is_finished():
+        problems.append(f"no {RunDir.SUMMARY}")
     out: dict[str, Any] = {
         "seconds": round(seconds, 2),
         "completed": res.completed,
@@ -1048,7 +1035,7 @@ def summarise(name: str, res: dict[str, Any]) -> list[str]:
                 lines += [f"        {e['error']}"] + [f"        at {w}" for w in e["where"]]
         for label, e in res.get("train_epoch_warn_mode", {}).items():
             sites = "; ".join(f"{s['file']}:{s['line']} x{s['count']}" for s in e["sites"]) or "-"
-            lines.append(f"    _train_epoch {label}: syncs at {sites}")
+            lines.append(f"    train_epoch {label}: syncs at {sites}")
             lines += [f"        UNEXPECTED {s}" for s in e["unexpected_sites"]]
     elif name == "train_e2e" and "runs" in res:
         for label, r in res["runs"].items():

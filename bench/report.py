@@ -15,7 +15,7 @@ Protocol (nothing is selected on test):
 5. ``DOCS/results.md``, its plots (``DOCS/results/*.png``) and a JSON summary
    (``DOCS/results/report.json``) are written from the stored runs.
 
-Every run is stored under ``OUT/runs/<label>-s<seed>/summary.json``; a rerun reads finished
+Every run is stored in its run folder ``OUT/runs/<label>-s<seed>/``; a rerun reads finished
 runs instead of training them again (resumable). ``--quick`` is a tiny smoke version
 (small subset, 1 epoch, 2 seeds, two grid points per family).
 """
@@ -44,7 +44,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pcd_core.compare import compare_methods, mean_std, run_label
+from pcd_core.compare import compare_methods, format_mean_std, mean_std, run_label
 from pcd_core.data import (
     FASHION_MNIST_DEBIAN_DIR,
     DeviceLoader,
@@ -54,6 +54,7 @@ from pcd_core.data import (
 )
 from pcd_core.methods import METHODS
 from pcd_core.models import build_model, count_parameters
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, load_teacher, train
 from pcd_core.train.metrics import hard_classes, predict
 from pcd_core.train.trainer import prefill_logit_bank
@@ -278,15 +279,15 @@ class Env:
     threads: int
 
 
-def run_dir(env: Env, job: Job) -> Path:
-    return env.runs / f"{run_label(job.method, job.options)}-s{job.seed}"
+def run_dir(env: Env, job: Job) -> RunDir:
+    return RunDir(env.runs / f"{run_label(job.method, job.options)}-s{job.seed}")
 
 
 def _run_job(env: Env, job: Job) -> dict[str, Any]:
     """One (config, seed) run through compare_methods; reads it back if already finished."""
     torch.set_num_threads(env.threads)
     started = time.perf_counter()
-    done_before = (run_dir(env, job) / "summary.json").is_file()
+    done_before = run_dir(env, job).is_finished()
     (summary,) = compare_methods(
         env.runs,
         teacher=env.teacher,
@@ -300,8 +301,9 @@ def _run_job(env: Env, job: Job) -> dict[str, Any]:
         reuse_finished=True,
     )
     seconds = time.perf_counter() - started
-    stored = json.loads((run_dir(env, job) / "summary.json").read_text())
-    timing = run_dir(env, job) / "timing.json"
+    stored = run_dir(env, job).read_summary()
+    assert stored is not None, "compare_methods wrote no summary"
+    timing = run_dir(env, job).path / "timing.json"  # this report's own file in the run folder
     trained = not done_before or not timing.is_file()
     if trained:
         timing.write_text(json.dumps({"seconds": seconds}))
@@ -388,10 +390,10 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     """Paired difference a - b over seeds: mean, std, 95% CI half-width, wins of a."""
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     n = len(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else 0.0
+    mean, sd = mean_std(diffs)
     half = _t95(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
     return {
-        "mean": statistics.mean(diffs),
+        "mean": mean,
         "std": sd,
         "ci95": half,
         "wins": sum(d > 0 for d in diffs),
@@ -441,8 +443,8 @@ def _plot(path: Path, title: str, rows: list[tuple[str, dict[str, Any]]]) -> Non
         (axes[1], "test_hard_top1", "test top-1 % on the hard classes"),
     ):
         values = [r[key] for _, r in rows]
-        means = [statistics.mean(v) if v else float("nan") for v in values]
-        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        means = [mean_std(v).mean if v else float("nan") for v in values]
+        stds = [mean_std(v).std if v else 0.0 for v in values]
         xs = list(range(len(rows)))
         ax.bar(xs, means, yerr=stds, capsize=4, color="C0", alpha=0.75)
         for x, v in zip(xs, values, strict=True):
@@ -467,9 +469,10 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
     ]
     for label, r in rows:
         out.append(
-            f"| {label} | {len(r['test_top1_best_val'])} | {mean_std(r['val_top1'])} "
-            f"| {mean_std(r['test_top1_best_val'])} | {mean_std(r['test_top1_last'])} "
-            f"| {mean_std(r['test_hard_top1'])} | "
+            f"| {label} | {len(r['test_top1_best_val'])} | {format_mean_std(r['val_top1'])} "
+            f"| {format_mean_std(r['test_top1_best_val'])} "
+            f"| {format_mean_std(r['test_top1_last'])} "
+            f"| {format_mean_std(r['test_hard_top1'])} | "
             f"{statistics.mean(r['best_epoch']):.1f} |"
         )
     return out
@@ -665,8 +668,8 @@ def write_report(
     best_name, best = ranked[0]
     head.append(
         f"- Highest mean val accuracy (the selection criterion) of all {len(per)} "
-        f"configurations: **{best_name}**, val {mean_std(best['val_top1'])} %, test "
-        f"{mean_std(best['test_top1_best_val'])} % (n={len(best['seeds'])})."
+        f"configurations: **{best_name}**, val {format_mean_std(best['val_top1'])} %, test "
+        f"{format_mean_std(best['test_top1_best_val'])} % (n={len(best['seeds'])})."
     )
     j = per["pcd joint"]["test_top1_best_val"]
     for other in ("kd", "dkd", "ce", "pcd phased", "pcd released"):
@@ -879,7 +882,7 @@ def main(
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     teacher_dir = out / "teacher"
-    artifact = teacher_dir / "teacher.pt"
+    artifact = RunDir(teacher_dir).teacher
     teacher_trained = not artifact.is_file()
     if teacher_trained:
         t0 = time.perf_counter()

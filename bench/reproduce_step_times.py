@@ -1,11 +1,12 @@
 """Training-step times of the CIFAR-100 reproduction's models on a GPU, for a GPU-hours estimate.
 
-Pure torch over pcd_core.models and pcd_core.losses (no pydantic, Ray or data pipeline): one
-synthetic batch of 64 on the GPU, bf16 autocast and channels_last as the trainer uses on CUDA,
-SGD. Per teacher: a CE step. Per pair: a kd step and a pcd step (teacher forward inside, S by
-family) and the teacher's forward alone. Mean of 150 steps after 20 warm-up steps. Data
-augmentation, the per-epoch test evaluation and checkpoints are not included. (The run in
-bench/results/reproduce_step_times_h100.json used the same operations, written compactly.)
+The trainer's own step (pcd_core.train.train_step; no Ray or data pipeline): one synthetic
+batch of 64 on the GPU, bf16 autocast and channels_last as the trainer uses on CUDA, SGD. Per
+teacher: a ce step. Per pair: a kd step and a pcd step (joint schedule, no warm-up ramp;
+teacher forward inside, S by family) and the teacher's forward alone. Mean of 150 steps after
+20 warm-up steps. Data augmentation, the per-epoch test evaluation and checkpoints are not
+included. (The run in bench/results/reproduce_step_times_h100.json used the same operations,
+written compactly.)
 
     python bench/reproduce_step_times.py --out times.json
 """
@@ -15,13 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from pcd_core.losses import JointSchedule, kd_loss, pcd_loss
+from pcd_core.data import Batch
+from pcd_core.methods import build_method
 from pcd_core.models import build_model
+from pcd_core.train import Distiller, EpochTally, train_step
 
 PAIRS = [  # (teacher, student, PCD stages: 3 same family, 5 cross family)
     ("resnet32x4", "resnet8x4", 3),
@@ -41,64 +45,57 @@ PAIRS = [  # (teacher, student, PCD stages: 3 same family, 5 cross family)
 ]
 
 
+def _timed(step: Callable[[], object], steps: int, warmup: int = 20) -> float:
+    """Mean seconds per call of ``step`` after ``warmup`` calls (synchronised)."""
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def _sgd_step(
+    batch: Batch, student: nn.Module, teacher: nn.Module | None, method: str, options: dict
+) -> Callable[[], None]:
+    """One pcd_core.train.train_step of ``method`` on ``batch``: bf16 autocast, SGD."""
+    distiller = Distiller(student, teacher, build_method(method, options))
+    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    tally = EpochTally(batch.images.device)
+    return lambda: train_step(distiller, opt, batch, tally, epoch=1, total_epochs=240, amp=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
-    device, cl = "cuda", torch.channels_last
+    device, cl = torch.device("cuda"), torch.channels_last
     x = torch.randn(64, 3, 32, 32, device=device).to(memory_format=cl)
     y = torch.randint(0, 100, (64,), device=device)
+    batch = Batch(x, y, torch.arange(64, device=device), step=0)
 
-    def timed(step, n=args.steps, warmup=20) -> float:
-        for _ in range(warmup):
-            step()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            step()
-        torch.cuda.synchronize()
-        return (time.perf_counter() - start) / n
-
-    def model(name: str) -> torch.nn.Module:
+    def model(name: str) -> nn.Module:
         return build_model(name, 100).to(device, memory_format=cl)
-
-    def sgd_step(m: torch.nn.Module, loss_fn):
-        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-
-        def step() -> None:
-            with torch.autocast("cuda", torch.bfloat16):
-                loss = loss_fn(m(x).float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        return step
 
     out = {"dev": torch.cuda.get_device_name(), "torch": torch.__version__, "teacher": {}}
     out["pair"] = {}
     for arch in dict.fromkeys(t for t, _, _ in PAIRS):
-        out["teacher"][arch] = timed(sgd_step(model(arch), lambda z: F.cross_entropy(z, y)))
+        out["teacher"][arch] = _timed(_sgd_step(batch, model(arch), None, "ce", {}), args.steps)
     for t, s, stages in PAIRS:
         teacher, student = model(t).eval(), model(s)
-        groups = JointSchedule(stages).group_counts(1)
 
-        def t_logits(teacher=teacher) -> torch.Tensor:
+        def teacher_forward(teacher=teacher) -> torch.Tensor:
             with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
                 return teacher(x).float()
 
-        def kd(z):
-            return 0.1 * F.cross_entropy(z, y) + 0.9 * kd_loss(z, t_logits(), temperature=4.0)
-
-        def pcd(z, groups=groups):
-            return F.cross_entropy(z, y) + pcd_loss(
-                z, t_logits(), temperature=4.0, group_counts=groups
-            )
-
+        pcd = {"stages": stages, "warmup": 0}  # the full term from the first step, as timed
         out["pair"][f"{t}-{s}"] = {
-            "kd": timed(sgd_step(student, kd)),
-            "pcd": timed(sgd_step(student, pcd)),
-            "teacher_fwd": timed(t_logits),
+            "kd": _timed(_sgd_step(batch, student, teacher, "kd", {}), args.steps),
+            "pcd": _timed(_sgd_step(batch, student, teacher, "pcd", pcd), args.steps),
+            "teacher_fwd": _timed(teacher_forward, args.steps),
         }
         print(t, s, out["pair"][f"{t}-{s}"], flush=True)
     args.out.write_text(json.dumps(out, indent=1))

@@ -24,9 +24,12 @@ from ray import tune
 from rich.console import Console
 from rich.table import Table
 
+from pcd_core.compare import mean_std
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, train
 from search_spaces import parse_spec
-from service.runner.study import RunnerSettings, run_study
+from service.runner.study import run_study
+from service.settings import RunnerSettings
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -113,7 +116,7 @@ def _spec(name: str, sampler: str, scheduler: str, trials: int, max_epochs: int,
         {
             "name": name,
             "data": {"name": "digits", "val_fraction": 0.2, "seed": 0},
-            "teacher": {"checkpoint": "teacher.pt"},
+            "teacher": {"checkpoint": RunDir.TEACHER},  # in the teacher's run folder
             "student": "mlp_32",
             "method": "pcd",
             # every strategy trains with the same model seed: only the search differs
@@ -139,7 +142,7 @@ def main(
     work = out / "search_runs"
     budget = GRID * max_epochs
     teacher_dir = work / "teacher"
-    if not (teacher_dir / "teacher.pt").is_file():
+    if not RunDir(teacher_dir).teacher.is_file():
         train(
             TrainConfig(arch="cnn_small", epochs=15, data=DataConfig(val_fraction=0.2)), teacher_dir
         )
@@ -182,10 +185,8 @@ def main(
         cells = []
         for c in checkpoints:
             vals = [max((v for s, v in run if s <= c), default=float("nan")) for run in runs]
-            cells.append(
-                f"{statistics.mean(vals):.2f}"
-                + (f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else "")
-            )
+            mean, std = mean_std(vals)
+            cells.append(f"{mean:.2f}" + (f" ± {std:.2f}" if len(vals) > 1 else ""))
         reach = [next((s for s, v in run if v >= grid_best - 0.5), None) for run in runs]
         reach_txt = ", ".join("never" if r is None else f"{r} ({r / budget:.0%})" for r in reach)
         table.add_row(label, *cells, reach_txt)

@@ -1,6 +1,7 @@
 """Cost of a distillation training step per method, and what the teacher-logit bank saves.
 
-1. Seconds per training step (student forward+backward+SGD, teacher forward) for
+1. Seconds per training step (pcd_core.train.train_step: student forward+backward+SGD,
+   teacher forward) for
    resnet32x4 -> resnet8x4 on 32x32x3 batches with ce, kd, dkd, pcd S=3 and S=5, measured
    side by side (methods interleaved round-robin, medians), as ratios to ce.
 2. The epoch time of a kd run with and without a prefilled teacher-logit bank.
@@ -20,10 +21,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcd_core.data import DeviceLoader, random_image_data
+from pcd_core.data import Batch, DeviceLoader, random_image_data
 from pcd_core.methods import build_method
 from pcd_core.models import build_model
-from pcd_core.train import Distiller, LogitBank
+from pcd_core.train import Distiller, EpochTally, LogitBank, train_epoch, train_step
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -43,42 +44,41 @@ def _sync(device: torch.device) -> None:
 
 
 def _step_times(device, batch, rounds, steps, amp) -> dict[str, list[float]]:
+    """Seconds per pcd_core.train.train_step of each method, interleaved round-robin."""
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     teacher = build_model("resnet32x4", 100).to(device, memory_format=fmt)
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt)
     labels = torch.randint(0, 100, (batch,), generator=gen).to(device)
+    one_batch = Batch(images, labels, torch.arange(batch, device=device), step=0)
     runs = {}
     for label, (name, options) in METHODS.items():
         torch.manual_seed(0)
         student = build_model("resnet8x4", 100).to(device, memory_format=fmt)
-        teacher_arg = teacher if name != "ce" else None
-        distiller = Distiller(student, teacher_arg, build_method(name, options)).train()
+        method = build_method(name, options)
+        distiller = Distiller(student, teacher if method.needs_teacher else None, method).train()
         opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
-        runs[label] = (distiller, opt)
+        runs[label] = (distiller, opt, EpochTally(device))
 
-    def step(distiller, opt):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            _, losses = distiller.forward_train(images, labels, epoch=5, total_epochs=10)
-        opt.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        opt.step()
+    def step(distiller, opt, tally):
+        train_step(distiller, opt, one_batch, tally, epoch=5, total_epochs=10, amp=amp)
 
-    for distiller, opt in runs.values():  # warm-up
-        step(distiller, opt)
+    for run in runs.values():  # warm-up
+        step(*run)
     times: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(rounds):
-        for label, (distiller, opt) in runs.items():
+        for label, run in runs.items():
             _sync(device)
             start = time.perf_counter()
             for _ in range(steps):
-                step(distiller, opt)
+                step(*run)
             _sync(device)
             times[label].append((time.perf_counter() - start) / steps)
     return times
 
 
 def _bank_epoch(device, batch, n_images, amp) -> tuple[float, float]:
+    """Seconds of a kd train_epoch with the teacher's forward, and with a prefilled bank."""
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     data = random_image_data(n_images)
     loader = DeviceLoader(
@@ -99,20 +99,14 @@ def _bank_epoch(device, batch, n_images, amp) -> tuple[float, float]:
         for use_bank in (False, True, False, True):
             torch.manual_seed(0)
             student = build_model("resnet8x4", 100).to(device, memory_format=fmt)
-            distiller = Distiller(student, teacher, build_method("kd")).train()
+            distiller = Distiller(student, teacher, build_method("kd"))
             opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
             _sync(device)
             start = time.perf_counter()
             logits_bank = bank.load(1, device) if use_bank else None
-            for b in loader.epoch(1):
-                t_logits = None if logits_bank is None else logits_bank[b.index].float()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    _, losses = distiller.forward_train(
-                        b.images, b.labels, epoch=1, total_epochs=1, teacher_logits=t_logits
-                    )
-                opt.zero_grad(set_to_none=True)
-                sum(losses.values()).backward()
-                opt.step()
+            train_epoch(
+                distiller, opt, loader, epoch=1, total_epochs=1, amp=amp, bank_logits=logits_bank
+            )
             _sync(device)
             out.setdefault(use_bank, []).append(time.perf_counter() - start)
     return min(out[False]), min(out[True])

@@ -1,4 +1,5 @@
-"""``pcd``: the command line of pcd_core.
+"""pcd_core's commands of the ``pcd`` command line (the whole tree is assembled in
+service/cli.py, the entry point; pcd_core imports nothing from the service).
 
     pcd models list                  the model zoo, with parameter counts
     pcd methods list / show METHOD   training objectives and their options
@@ -8,20 +9,19 @@
     pcd eval CKPT                    top-1/top-5 of a teacher artifact or a student run
 
 Every expected failure (bad options, a missing or corrupt checkpoint, a missing data set) is
-reported as one line ``error: <message>`` on stderr, with exit code 2 for bad usage and 1 for
-a runtime failure; Ctrl-C exits 130. Progress goes to stderr, results to stdout.
+reported by pcd_core.cli_errors.fail as one line ``error: <message>`` on stderr, with exit
+code 2 for bad usage and 1 for a runtime failure; Ctrl-C exits 130. Progress goes to stderr,
+results to stdout.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -38,15 +38,20 @@ from rich.progress import (
 )
 from rich.table import Table
 from torch import nn
-from typer._click.exceptions import ClickException, NoArgsIsHelpError
-from typer.core import TyperGroup
 
-import pcd_core
+from pcd_core.cli_errors import INTERRUPTED, RUNTIME_ERROR, USAGE_ERROR, fail, one_line
 from pcd_core.data import DeviceLoader, ImageData, load_dataset, train_val_split
 from pcd_core.data.cli import data_app
 from pcd_core.data.errors import DatasetError
-from pcd_core.methods import METHODS, MethodOptionError, build_method, parse_options
+from pcd_core.methods import (
+    METHODS,
+    MethodOptionError,
+    build_method,
+    needs_teacher,
+    parse_options,
+)
 from pcd_core.models import build_model, count_parameters, list_models
+from pcd_core.run_dir import RunDir
 from pcd_core.train import (
     CheckpointError,
     DataConfig,
@@ -60,48 +65,8 @@ from pcd_core.train.checkpoint import TEACHER_FORMAT, load_file
 from pcd_core.train.metrics import classification_metrics, predict
 from pcd_core.train.trainer import dataset_fingerprint, resolve_device
 
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-INTERRUPTED = 130
-
-
-class _OneLineErrors(TyperGroup):
-    """The top-level group: usage errors (a missing option, a value of the wrong type, an
-    unknown command) are printed as one ``error:`` line instead of a usage panel."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as exc:  # the help has been printed
-            message = exc.format_message().strip()
-            if message:
-                typer.echo(message, err=True)
-            sys.exit(exc.exit_code)
-        except ClickException as exc:
-            message = _one_line(exc.format_message())
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None:
-                message += f" (see `{ctx.command_path} --help`)"
-            typer.echo(f"error: {message}", err=True)
-            sys.exit(exc.exit_code)
-        except typer.Abort:
-            typer.echo("error: aborted", err=True)
-            sys.exit(RUNTIME_ERROR)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
 app = typer.Typer(
-    cls=_OneLineErrors,
-    help="Progressive Class-level Distillation: train teachers, distil students, evaluate.",
+    help="pcd_core: train teachers, distil students, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -139,10 +104,6 @@ class _RuntimeFailure(RuntimeError):
     """A failure of the run, not of its arguments (exit code 1)."""
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _format_validation(err: ValidationError) -> str:
     """A pydantic error as one line: ``field: message; other.field: message``."""
     parts = []
@@ -156,12 +117,7 @@ def _format_validation(err: ValidationError) -> str:
             if isinstance(value, str | int | float | bool) or value is None:
                 msg += f" (got {value!r})"
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return _one_line("; ".join(parts)) or "invalid configuration"
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {_one_line(message)}", err=True)
-    raise typer.Exit(code)
+    return one_line("; ".join(parts)) or "invalid configuration"
 
 
 @contextmanager
@@ -171,16 +127,15 @@ def _errors(interrupt_hint: Callable[[], str] | None = None) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         hint = interrupt_hint() if interrupt_hint is not None else ""
-        typer.echo(f"error: interrupted{hint}", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+        fail(f"interrupted{hint}", INTERRUPTED)
     except ValidationError as exc:
-        _exit(_format_validation(exc), USAGE_ERROR)
+        fail(_format_validation(exc), USAGE_ERROR)
     except (CheckpointError, DatasetError, _RuntimeFailure, OSError) as exc:
-        _exit(str(exc) or type(exc).__name__, RUNTIME_ERROR)
+        fail(str(exc) or type(exc).__name__, RUNTIME_ERROR)
     except torch.OutOfMemoryError as exc:
-        _exit(f"out of memory ({exc}); try a smaller --batch-size", RUNTIME_ERROR)
+        fail(f"out of memory ({exc}); try a smaller --batch-size", RUNTIME_ERROR)
     except (MethodOptionError, _UsageError, ValueError) as exc:  # bad options
-        _exit(str(exc) or type(exc).__name__, USAGE_ERROR)
+        fail(str(exc) or type(exc).__name__, USAGE_ERROR)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -214,25 +169,6 @@ def _test_summary(result: RunResult) -> str:
         f"best-on-val epoch {best['epoch']} (val top-1 {_pct(result.best_val_top1)}) | "
         f"test top-1 {_pct(best['top1'])} (best-on-val weights), {last_part}"
     )
-
-
-# ------------------------------------------------------------------------------- top level
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"pcd {pcd_core.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Progressive Class-level Distillation: train teachers, distil students, evaluate."""
 
 
 # ---------------------------------------------------------------------------------- models
@@ -297,8 +233,7 @@ def methods_list() -> None:
     table.add_column("teacher", no_wrap=True)
     table.add_column("summary", overflow="fold")
     for name, spec in METHODS.items():
-        needs = spec.factory(spec.options()).needs_teacher
-        table.add_row(name, "yes" if needs else "no", escape(spec.summary))
+        table.add_row(name, "yes" if spec.needs_teacher else "no", escape(spec.summary))
     _stdout().print(table)
 
 
@@ -338,7 +273,7 @@ ValFracOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="run folder")]
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="continue from OUT/last.pt when it exists")
+    bool, typer.Option("--resume", help=f"continue from OUT/{RunDir.LAST} when it exists")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 ThreadsOpt = Annotated[
@@ -399,9 +334,9 @@ def _check_device(name: str) -> torch.device:
 def _check_out_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out {out} exists and is not a folder")
-    if not resume and (out / "last.pt").exists():
+    if not resume and RunDir(out).has_checkpoint():
         raise _RuntimeFailure(
-            f"{out} already holds a run (last.pt); pass --resume to continue it "
+            f"{out} already holds a run ({RunDir.LAST}); pass --resume to continue it "
             "or choose another --out"
         )
 
@@ -473,7 +408,7 @@ class _ResumeHint:
         self.out_dir: Path | None = None
 
     def __call__(self) -> str:
-        if self.out_dir is None or not (self.out_dir / "last.pt").is_file():
+        if self.out_dir is None or not RunDir(self.out_dir).has_checkpoint():
             return ""
         return f"; continue with the same options and --resume (run folder {self.out_dir})"
 
@@ -484,7 +419,10 @@ def _teacher() -> None:
     """Teachers: train one with cross-entropy and write a hashed artifact."""
 
 
-@teacher_app.command("train")
+@teacher_app.command(
+    "train",
+    help=f"Train a teacher with cross-entropy and write its hashed artifact ({RunDir.TEACHER}).",
+)
 def teacher_train(
     arch: Annotated[str, typer.Option("--arch", help="model name (see `pcd models list`)")],
     dataset: DatasetOpt = "digits",
@@ -501,7 +439,6 @@ def teacher_train(
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Train a teacher with cross-entropy and write its hashed artifact (teacher.pt)."""
     hint = _ResumeHint()
     with _errors(hint):
         _set_threads(threads)
@@ -526,7 +463,7 @@ def teacher_train(
         _check_out_dir(out_dir, resume)
         result = _run(config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}")
     if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
-        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+        fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     digest = result.teacher_hash
     typer.echo(f"teacher artifact: {result.teacher_artifact}")
     typer.echo(f"content hash: {digest[:12]} (sha256 {digest})")
@@ -591,7 +528,7 @@ def distill(
         _set_threads(threads)
         raw = _parse_sets(sets or [])
         parsed = parse_options(method, raw)  # unknown method / option -> MethodOptionError
-        if not METHODS[method].factory(parsed).needs_teacher:
+        if not needs_teacher(method):
             raise _UsageError(
                 f"method {method!r} trains without a teacher; use `pcd teacher train`"
             )
@@ -633,7 +570,7 @@ def distill(
             config, out_dir, resume=resume, quiet=quiet, label=f"{method} {student}", header=header
         )
     if not result.completed:
-        _exit(f"the run stopped before its last epoch; resume with --resume ({out_dir})", 1)
+        fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     selected, which = result.test.get("best_val"), "best-on-val weights"
     if selected is None:
         selected, which = result.test["last"], "last epoch"
@@ -657,22 +594,20 @@ class _Loaded:
     fingerprint: str | None = None  # of the train split the model saw (teachers record it)
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    """The config of a student/teacher run folder: summary.json, else last.pt."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            return dict(json.loads(summary.read_text())["config"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{summary} is not a pcd run summary ({exc})") from None
-    last = run_dir / "last.pt"
-    if last.is_file():
-        state = load_file(last, "run checkpoint")
+def _run_config(run: RunDir) -> dict[str, Any]:
+    """The config of a student/teacher run folder: its summary, else its last checkpoint."""
+    if run.is_finished():
+        summary = run.read_summary()
+        if summary is None or not isinstance(summary.get("config"), dict):
+            raise CheckpointError(f"{run.summary} is not a pcd run summary (no config)")
+        return dict(summary["config"])
+    if run.has_checkpoint():
+        state = load_file(run.last, "run checkpoint")
         if isinstance(state.get("config"), dict):
             return dict(state["config"])
     raise CheckpointError(
-        f"{run_dir} holds no summary.json or last.pt: not a pcd run folder "
-        "(evaluate a teacher artifact, a run folder, or its best.pt / last.pt)"
+        f"{run.path} holds no {RunDir.SUMMARY} or {RunDir.LAST}: not a pcd run folder "
+        f"(evaluate a teacher artifact, a run folder, or its {RunDir.BEST} / {RunDir.LAST})"
     )
 
 
@@ -680,9 +615,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():  # the best-on-val weights; the last ones when the run had no val split
-        run_dir, weights = path, path / "best.pt"
-        if not weights.is_file() and (path / "last.pt").is_file():
-            weights = path / "last.pt"
+        run, weights = RunDir(path), RunDir(path).eval_weights()
     else:
         obj = load_file(path, "checkpoint")
         if obj.get("format") == TEACHER_FORMAT:
@@ -690,7 +623,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             # A teacher inside its run folder: use that run's split; otherwise the defaults.
             data = DataConfig(name=info.dataset)
             try:
-                data = TrainConfig.model_validate(_run_config(path.parent)).data
+                data = TrainConfig.model_validate(_run_config(RunDir(path.parent))).data
             except (CheckpointError, ValidationError):
                 pass
             return _Loaded(
@@ -704,15 +637,16 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             )
         if not isinstance(obj.get("model"), dict):
             raise CheckpointError(
-                f"{path} is neither a pcd teacher artifact nor a run checkpoint (best.pt/last.pt)"
+                f"{path} is neither a pcd teacher artifact nor a run checkpoint "
+                f"({RunDir.BEST}/{RunDir.LAST})"
             )
-        run_dir, weights = path.parent, path
-    config = TrainConfig.model_validate(_run_config(run_dir))
+        run, weights = RunDir(path.parent), path
+    config = TrainConfig.model_validate(_run_config(run))
     if not weights.is_file():
         raise CheckpointError(f"{weights} does not exist (the run has no finished epoch)")
     state = load_file(weights, "checkpoint")
     if not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{weights} is not a run checkpoint (best.pt/last.pt)")
+        raise CheckpointError(f"{weights} is not a run checkpoint ({RunDir.BEST}/{RunDir.LAST})")
     name = config.data.name if dataset is None else dataset
     train_data = load_dataset(name, "train", data_root or config.data.root)
     model = build_model(
@@ -723,7 +657,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
     except RuntimeError as exc:
         raise CheckpointError(
             f"{weights}: the weights do not fit {config.arch} on {name} "
-            f"({_one_line(str(exc))[:200]})"
+            f"({one_line(str(exc))[:200]})"
         ) from None
     epoch = state.get("epoch", "?")
     return _Loaded(
@@ -756,7 +690,10 @@ def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
 @app.command("eval")
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(help="teacher.pt, a run folder, or a run's best.pt / last.pt")
+        Path,
+        typer.Argument(
+            help=f"{RunDir.TEACHER}, a run folder, or a run's {RunDir.BEST} / {RunDir.LAST}"
+        ),
     ],
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="default: the one the model was trained on")
@@ -797,7 +734,7 @@ def evaluate(
             if isinstance(exc, torch.OutOfMemoryError):
                 raise
             raise CheckpointError(
-                f"the model does not accept {loaded.dataset} images ({_one_line(str(exc))[:200]})"
+                f"the model does not accept {loaded.dataset} images ({one_line(str(exc))[:200]})"
             ) from None
         if logits.shape[1] != data.num_classes:
             raise CheckpointError(

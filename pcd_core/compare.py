@@ -6,15 +6,16 @@ weights and the last epoch, and reported as mean +- std over seeds.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.table import Table
 
+from pcd_core.methods import needs_teacher
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, TrainConfig, train
 from pcd_core.train.trainer import RunResult
 
@@ -33,19 +34,32 @@ class MethodSummary:
     best_epochs: list[int] = field(default_factory=list)
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (sample std; 0 for one value)."""
+class MeanStd(NamedTuple):
+    """The mean of results over seeds and their sample standard deviation (0 for one)."""
+
+    mean: float
+    std: float
+
+
+def mean_std(values: Sequence[float]) -> MeanStd:
+    """Mean and sample standard deviation of ``values`` (at least one)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return MeanStd(statistics.mean(values), std)
+
+
+def format_mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` to two decimals; ``-`` for no values."""
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
 
 
 def train_teacher(
     out: Path, *, arch: str, data: DataConfig, epochs: int, lr: float | None = None
 ) -> Path:
     """Train (or reuse, if its artifact exists) a teacher; returns the artifact path."""
-    artifact = out / "teacher.pt"
+    artifact = RunDir(out).teacher
     if artifact.is_file():
         return artifact
     result = train(TrainConfig(arch=arch, data=data, epochs=epochs, lr=lr), out)
@@ -59,15 +73,9 @@ def run_label(name: str, options: dict[str, Any]) -> str:
 
 
 def _finished(config: TrainConfig, run_dir: Path) -> RunResult | None:
-    """The result stored in ``run_dir/summary.json`` if it is a finished run of ``config``."""
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if summary.get("config") != config.model_dump(mode="json"):
+    """The result stored in ``run_dir``'s summary if it is a finished run of ``config``."""
+    summary = RunDir(run_dir).read_summary()
+    if summary is None or summary.get("config") != config.model_dump(mode="json"):
         return None
     return RunResult(
         out_dir=run_dir,
@@ -97,22 +105,23 @@ def compare_methods(
     common random numbers), collecting val and test accuracies.
 
     ``logit_bank`` shares cached teacher logits between the runs (see ``prefill_logit_bank``).
-    With ``reuse_finished``, a run whose folder already holds the ``summary.json`` of the same
+    With ``reuse_finished``, a run whose folder already holds the summary of the same
     configuration is read instead of trained again (resumable comparisons)."""
     summaries = []
     for name, options in methods:
         summary = MethodSummary(name, dict(options))
+        distils = needs_teacher(name)
         for seed in seeds:
             config = TrainConfig(
                 arch=student,
                 data=data,
                 method=name,
                 method_options=dict(options),
-                teacher=teacher if name != "ce" else None,
+                teacher=teacher if distils else None,
                 epochs=epochs,
                 lr=lr,
                 seed=seed,
-                logit_bank=logit_bank if name != "ce" else None,
+                logit_bank=logit_bank if distils else None,
                 **({} if batch_size is None else {"batch_size": batch_size}),
             )
             label = run_label(name, dict(options))
@@ -147,9 +156,9 @@ def summary_table(summaries: Sequence[MethodSummary], title: str) -> Table:
     for s in summaries:
         table.add_row(
             s.method,
-            mean_std(s.val_top1),
-            mean_std(s.test_top1_best_val),
-            mean_std(s.test_top1_last),
-            mean_std(s.test_hard_top1),
+            format_mean_std(s.val_top1),
+            format_mean_std(s.test_top1_best_val),
+            format_mean_std(s.test_top1_last),
+            format_mean_std(s.test_hard_top1),
         )
     return table

@@ -17,8 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import Tensor
 
 from pcd_core.losses import (
+    Direction,
     JointSchedule,
     PhasedSchedule,
+    Ranking,
+    Split,
+    Weighting,
     dkd_parts,
     kd_loss,
     pcd_loss,
@@ -43,7 +47,10 @@ class Method(Protocol):
     """What the trainer needs from a method."""
 
     name: str
-    needs_teacher: bool
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the method distils from a teacher (the registry's MethodSpec says)."""
 
     def check(self, num_classes: int) -> None:
         """Raise MethodOptionError if the options cannot work with this many classes."""
@@ -58,6 +65,16 @@ class Method(Protocol):
         total_epochs: int,
     ) -> dict[str, Tensor]:
         """Named, weighted loss terms for one batch; their sum is the training loss."""
+
+
+class _Registered:
+    """A registered method's facts live in its MethodSpec, read here by ``name``."""
+
+    name: str
+
+    @property
+    def needs_teacher(self) -> bool:
+        return METHODS[self.name].needs_teacher
 
 
 class _Options(BaseModel):
@@ -76,10 +93,9 @@ class CEOptions(_Options):
 
 
 @dataclass(frozen=True)
-class CEMethod:
+class CEMethod(_Registered):
     options: CEOptions
     name: str = "ce"
-    needs_teacher: bool = False
 
     def check(self, num_classes: int) -> None:
         return None
@@ -105,10 +121,9 @@ class KDOptions(_Options):
 
 
 @dataclass(frozen=True)
-class KDMethod:
+class KDMethod(_Registered):
     options: KDOptions
     name: str = "kd"
-    needs_teacher: bool = True
 
     def check(self, num_classes: int) -> None:
         return None
@@ -135,10 +150,9 @@ class DKDOptions(_Options):
 
 
 @dataclass(frozen=True)
-class DKDMethod:
+class DKDMethod(_Registered):
     options: DKDOptions
     name: str = "dkd"
-    needs_teacher: bool = True
 
     def check(self, num_classes: int) -> None:
         if num_classes < 3:
@@ -179,17 +193,17 @@ class PCDOptions(_Options):
         description="joint: all stages every step; phased: 2S curriculum phases; "
         "released: the authors' public code (rescaled full-class KD)",
     )
-    directions: Literal["both", "f2c", "c2f"] = Field(
+    directions: Direction = Field(
         "both", description="fine-to-coarse, coarse-to-fine or both passes"
     )
-    ranking: Literal["abs_gap", "teacher", "none"] = Field(
+    ranking: Ranking = Field(
         "abs_gap", description="class priority: |t - s|, teacher logit, or class index"
     )
-    split: Literal["even", "geometric"] = Field("even", description="how a stage cuts groups")
+    split: Split = Field("even", description="how a stage cuts groups")
     split_ratio: float | None = Field(
         None, gt=0.0, description="ratio r of the geometric split (default 2.0)"
     )
-    weighting: Literal["paper", "none", "released"] = Field(
+    weighting: Weighting = Field(
         "paper", description="group weight: 1 - cos(p, q), 1, or 1 - cos(p, log q)"
     )
     standardize: bool = Field(False, description="logit standardisation (usual: T=2, alpha=9)")
@@ -211,10 +225,9 @@ class PCDOptions(_Options):
 
 
 @dataclass(frozen=True)
-class PCDMethod:
+class PCDMethod(_Registered):
     options: PCDOptions
     name: str = "pcd"
-    needs_teacher: bool = True
     _phased: dict[int, PhasedSchedule] = field(default_factory=dict, compare=False, repr=False)
 
     def check(self, num_classes: int) -> None:
@@ -265,18 +278,20 @@ class PCDMethod:
 # ---------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method: its option schema, its constructor and a one-line summary."""
+    """A registered method: its option schema, its constructor, a one-line summary and
+    whether it distils from a teacher (a fact of the method, whatever its options)."""
 
     options: type[_Options]
     factory: Callable[[Any], Method]
     summary: str
+    needs_teacher: bool
 
 
 METHODS: dict[str, MethodSpec] = {
-    "ce": MethodSpec(CEOptions, CEMethod, "cross-entropy only (no teacher)"),
-    "kd": MethodSpec(KDOptions, KDMethod, "Hinton et al. 2015, knowledge distillation"),
-    "dkd": MethodSpec(DKDOptions, DKDMethod, "Zhao et al. 2022, decoupled KD"),
-    "pcd": MethodSpec(PCDOptions, PCDMethod, "Li et al. 2025, progressive class-level KD"),
+    "ce": MethodSpec(CEOptions, CEMethod, "cross-entropy only (no teacher)", False),
+    "kd": MethodSpec(KDOptions, KDMethod, "Hinton et al. 2015, knowledge distillation", True),
+    "dkd": MethodSpec(DKDOptions, DKDMethod, "Zhao et al. 2022, decoupled KD", True),
+    "pcd": MethodSpec(PCDOptions, PCDMethod, "Li et al. 2025, progressive class-level KD", True),
 }
 
 
@@ -307,6 +322,16 @@ def parse_options(name: str, options: Mapping[str, Any] | None = None) -> _Optio
         return spec.options.model_validate(dict(options or {}))
     except ValidationError as err:
         raise MethodOptionError(_describe_error(name, spec.options, err)) from None
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registered method ``name`` (MethodOptionError names the choices if unknown)."""
+    return _spec(name)
+
+
+def needs_teacher(name: str) -> bool:
+    """Whether method ``name`` distils from a teacher (``ce`` trains one: it does not)."""
+    return _spec(name).needs_teacher
 
 
 def build_method(name: str, options: Mapping[str, Any] | None = None) -> Method:

@@ -1,34 +1,69 @@
-"""The full ``pcd`` command line: pcd_core's commands plus ``pcd study ...``.
+"""``pcd``, the command line: the entry point ([project.scripts]) that assembles every
+command, each defined in its layer.
 
-pcd_core stays free of service imports: this module adds the study commands to its app.
+    pcd models | methods | data | teacher | distill | eval     pcd_core/cli.py (training)
+    pcd serve                                                   the REST API (below)
+    pcd study spaces | run | submit | list | show | trials | cancel | resume   (below)
+    pcd reproduce cifar100                                      (below)
+
+Every command reports an expected failure with pcd_core.cli_errors.fail: one line
+``error: <message>`` on stderr, exit code 2 for bad usage and 1 for a failure, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from pcd_core.cli import app
+import pcd_core
+from pcd_core import cli as pcd_core_cli
+from pcd_core.cli_errors import INTERRUPTED, RUNTIME_ERROR, USAGE_ERROR, OneLineErrors, fail
 from search_spaces import SpecError, builtin_names, load_spec
 from service.settings import DEFAULT_DATA_ROOT, DEFAULT_TEACHER_ROOT
 
+serve_app = typer.Typer()  # the `serve` command, merged into the root
 study_app = typer.Typer(
     help="Hyperparameter-search studies (Ray Tune + Optuna + MLflow).", no_args_is_help=True
 )
+reproduce_app = typer.Typer(
+    help="Reproduce a published table as fixed-configuration studies.", no_args_is_help=True
+)
+
+# ------------------------------------------------------------------ the command tree, in full
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Progressive Class-level Distillation: train teachers, distil students, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(pcd_core_cli.app)  # models, methods, data, teacher, distill, eval
+app.add_typer(serve_app)  # serve
 app.add_typer(study_app, name="study")
+app.add_typer(reproduce_app, name="reproduce")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    Console(stderr=True).print(
-        f"error: {' '.join(str(message).split())}", markup=False, highlight=False, soft_wrap=True
-    )
-    raise typer.Exit(code)
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcd {pcd_core.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Progressive Class-level Distillation: train teachers, distil students, evaluate."""
 
 
 def _overrides(values: list[str]) -> dict[str, Any]:
@@ -36,7 +71,7 @@ def _overrides(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            _fail(f"--set {item!r}: expected dotted.key=value, e.g. budget.trials=6", 2)
+            fail(f"--set {item!r}: expected dotted.key=value, e.g. budget.trials=6", USAGE_ERROR)
         try:
             out[key] = yaml.safe_load(raw)
         except yaml.YAMLError:
@@ -69,11 +104,11 @@ def study_run(
     try:
         study = load_spec(spec, _overrides(set_))
     except SpecError as err:
-        _fail(str(err), 2)
-        return
+        fail(str(err), USAGE_ERROR)
     from service.ranking import ranked
     from service.runner.live import LiveTrialTable
-    from service.runner.study import RunnerSettings, StudyError, run_study
+    from service.runner.study import StudyError, run_study
+    from service.settings import RunnerSettings
 
     folder = study_dir or Path("runs") / "studies" / study.name
     settings = RunnerSettings(
@@ -103,11 +138,9 @@ def study_run(
             on_phase=None if quiet else lambda p: console.print(f"[dim]{p} ...[/dim]"),
         )
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume the study", 130)
-        return
+        fail("interrupted; run the same command again to resume the study", INTERRUPTED)
     except (StudyError, SpecError, ValueError, FileNotFoundError) as err:
-        _fail(str(err))
-        return
+        fail(str(err))
     table = Table(title=f"study {study.name}: leaderboard ({study.objective.metric}, val)")
     for col in ("trial", "status", "epochs", "best", "config"):
         table.add_column(col)
@@ -133,12 +166,6 @@ def study_run(
     )
     console.print(f"MLflow: {result.tracking_uri} run {result.parent_run_id}")
     console.print(f"study folder: {result.study_dir}")
-
-
-reproduce_app = typer.Typer(
-    help="Reproduce a published table as fixed-configuration studies.", no_args_is_help=True
-)
-app.add_typer(reproduce_app, name="reproduce")
 
 
 @reproduce_app.command("cifar100")
@@ -182,25 +209,25 @@ def reproduce_cifar100(
     try:
         chosen_pairs, chosen_methods = select(bench, pairs, methods)
     except ReproduceError as err:
-        _fail(str(err), 2)
-        return
+        fail(str(err), USAGE_ERROR)
     for name, value in (
         ("--seeds", seeds),
         ("--epochs", epochs),
         ("--teacher-epochs", teacher_epochs),
     ):
         if value is not None and value < 1:
-            _fail(f"{name} must be at least 1, got {value}", 2)
+            fail(f"{name} must be at least 1, got {value}", USAGE_ERROR)
     if cpus_per_run <= 0 or gpus_per_run < 0 or parallel < 0:
-        _fail("--cpus-per-run must be > 0, --gpus-per-run and --parallel >= 0", 2)
+        fail("--cpus-per-run must be > 0, --gpus-per-run and --parallel >= 0", USAGE_ERROR)
     from pcd_core.data import DatasetError, load_dataset
     from pcd_core.train import CheckpointError
-    from service.runner.study import RunnerSettings, StudyError
+    from service.runner.study import StudyError
+    from service.settings import RunnerSettings
 
     try:
         load_dataset(bench.dataset, "test", data_root)  # a missing archive: one line, now
     except DatasetError as err:
-        _fail(str(err))
+        fail(str(err))
     run_epochs = epochs or bench.epochs
     request = ReproduceRequest(
         pairs=chosen_pairs,
@@ -239,16 +266,14 @@ def reproduce_cifar100(
 
         if ray.is_initialized():  # the studies' threads wait on Ray: release them
             ray.shutdown()
-        _fail("interrupted; run the same command again to resume", 130)
-        return
+        fail("interrupted; run the same command again to resume", INTERRUPTED)
     except (ReproduceError, StudyError, CheckpointError, SpecError, DatasetError) as err:
-        _fail(str(err))
-        return
+        fail(str(err))
     _print_reproduction(console, data)
     console.print(f"table: {repro.out / 'table.md'} and table.json", highlight=False)
     failed = [r for r in data["rows"] if r.get("status") == "failed"]
     if failed:
-        _fail(f"{len(failed)} studies failed; see {repro.out / 'table.md'}")
+        fail(f"{len(failed)} studies failed; see {repro.out / 'table.md'}")
 
 
 def _reproduce_run(repro: Any, missing: list[str], settings: Any, console: Console) -> None:
@@ -334,7 +359,7 @@ def _print_reproduction(console: Console, data: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command("serve")
+@serve_app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="port"),
@@ -351,8 +376,7 @@ def serve(
         settings = Settings()
         settings.tokens()
     except (ValidationError, ValueError) as err:
-        _fail(str(err).splitlines()[0], 2)
-        return
+        fail(str(err).splitlines()[0], USAGE_ERROR)
     _check_database(settings.database_url)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, workers=1)
 
@@ -372,7 +396,7 @@ def _check_database(url: str) -> None:
             where = f"host {parsed.host}" if parsed.host else f"a local {parsed.drivername} file"
         except Exception:
             where = "an unparseable URL"
-        _fail(f"the study database (PCD_DATABASE_URL, {where}) is unusable: {type(err).__name__}")
+        fail(f"the study database (PCD_DATABASE_URL, {where}) is unusable: {type(err).__name__}")
 
 
 def _client():
@@ -390,7 +414,8 @@ def _api_call(fn):
     try:
         return fn()
     except ApiError as err:
-        _fail(err.detail if err.status else str(err), 2 if 400 <= err.status < 500 else 1)
+        code = USAGE_ERROR if 400 <= err.status < 500 else RUNTIME_ERROR
+        fail(err.detail if err.status else str(err), code)
 
 
 def _progress_line(study: dict[str, Any]) -> str:
@@ -417,8 +442,7 @@ def study_submit(
         try:
             body = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
-            _fail(f"{path}: not valid YAML ({err})", 2)
-            return
+            fail(f"{path}: not valid YAML ({err})", USAGE_ERROR)
         for key, value in _overrides(set_).items():  # applied server-side for named spaces
             node = body
             *parents, leaf = key.split(".")
@@ -453,7 +477,7 @@ def study_submit(
                         f" ({stats['seeds']} seeds)"
                     )
             if final["status"] != "succeeded":
-                _fail(f"study {final['status']}: {final.get('error')}")
+                fail(f"study {final['status']}: {final.get('error')}")
 
 
 @study_app.command("list")
@@ -499,10 +523,6 @@ def study_resume(study_id: str) -> None:
     """Resume a failed or cancelled study."""
     with _client() as client:
         typer.echo(_api_call(lambda: client.resume(study_id))["status"])
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    sys.exit(app())
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pcd_core.methods import needs_teacher
+from pcd_core.run_dir import RunDir
 from search_spaces.reproduce import METHOD_NAMES, Benchmark, Pair, study_spec
 from search_spaces.schema import StudySpec
 from service.study_files import StudyFolder, StudySummary, mlflow_store_uri
@@ -138,7 +140,7 @@ class Reproduction:
     """One ``pcd reproduce`` invocation."""
 
     def __init__(self, bench: Benchmark, request: ReproduceRequest, settings: Any) -> None:
-        from service.runner.study import RunnerSettings
+        from service.settings import RunnerSettings
 
         self.bench = bench
         self.req = request
@@ -156,7 +158,7 @@ class Reproduction:
 
     # ------------------------------------------------------------------ teachers
     def teacher_archs(self) -> list[str]:
-        if all(m == "ce" for m in self.req.methods):
+        if not any(needs_teacher(m) for m in self.req.methods):
             return []
         return list(dict.fromkeys(p.teacher for p in self.req.pairs))
 
@@ -182,7 +184,7 @@ class Reproduction:
                 f"{path} was trained for {info.epochs} epochs, not {self.req.teacher_epochs}; "
                 "move it away or use another --teacher-root"
             )
-        run = _read_json(self.out / "teacher_runs" / arch / "summary.json")
+        run = RunDir(self.out / "teacher_runs" / arch).read_summary() or {}
         best = (run.get("test") or {}).get("best_test_epoch", {}).get("top1")
         if run.get("teacher_hash") != info.content_hash:
             best = None  # that run did not produce this file
@@ -303,13 +305,13 @@ class Reproduction:
         bank_ready: dict[str, threading.Event] = {}
         leaders: set[int] = set()
         for i, s in enumerate(pending):
-            if s.method != "ce" and s.pair.teacher not in bank_ready:
+            if needs_teacher(s.method) and s.pair.teacher not in bank_ready:
                 bank_ready[s.pair.teacher] = threading.Event()
                 leaders.add(i)
 
         def work(i: int, state: StudyState) -> None:
             event = bank_ready.get(state.pair.teacher)
-            if event is not None and i not in leaders and state.method != "ce":
+            if event is not None and i not in leaders and needs_teacher(state.method):
                 event.wait()
 
             def on_phase(phase: str) -> None:
@@ -351,7 +353,7 @@ class Reproduction:
                 if s.status == "skipped":
                     done += self.req.epochs
                 else:
-                    done += _count_lines(run / "metrics.jsonl")
+                    done += RunDir(run).epochs_done()
         return min(done, total), total
 
     def teacher_epochs_done(self) -> tuple[int, int]:
@@ -362,7 +364,7 @@ class Reproduction:
             if arch in self.teachers:
                 done += self.req.teacher_epochs
             else:
-                done += _count_lines(self.out / "teacher_runs" / arch / "metrics.jsonl")
+                done += RunDir(self.out / "teacher_runs" / arch).epochs_done()
         return min(done, total), total
 
     # ------------------------------------------------------------------ table
@@ -445,14 +447,6 @@ class Reproduction:
         (self.out / ".table.md.tmp").write_text(render_markdown(data))
         os.replace(self.out / ".table.md.tmp", self.out / "table.md")
         return data
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with path.open() as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
-        return 0
 
 
 def _single(value: float | None) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@
   :class:`ImageData`; bad input raises :class:`DatasetError`.
 - :func:`train_val_split`: deterministic stratified split.
 - :class:`DeviceLoader`: whole data set on the device, ``epoch(e)`` yields :class:`Batch` es.
-- :class:`StreamingImageFolder` + :func:`make_dataloader`: lazy decoding for large folders.
+- :class:`StreamingImageFolder` + :class:`StreamingLoader`: lazy decoding for large folders.
 - :func:`download_dataset`: fetch and verify the CIFAR archives (``pcd data download``).
 """
 
@@ -32,7 +32,6 @@ from pcd_core.data.loader import (
     StreamingLoader,
     augment_batch,
     default_augment,
-    make_dataloader,
     make_epoch_plan,
 )
 from pcd_core.data.splits import train_val_split
@@ -58,7 +57,6 @@ __all__ = [
     "load_digits_data",
     "load_idx_dataset",
     "load_image_folder",
-    "make_dataloader",
     "make_epoch_plan",
     "random_image_data",
     "read_idx",

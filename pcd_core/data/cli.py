@@ -1,4 +1,4 @@
-"""``pcd data ...``: dataset commands (a typer sub-app, mounted by the main CLI)."""
+"""``pcd data ...``: dataset commands (a typer sub-app of pcd_core's commands)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pcd_core.cli_errors import fail
 from pcd_core.data.datasets import DATASET_NAMES, load_dataset
 from pcd_core.data.download import ARCHIVES, download_dataset
 from pcd_core.data.errors import DatasetError
@@ -17,12 +18,6 @@ data_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code=1)
 
 
 @data_app.callback()
@@ -42,7 +37,7 @@ def download(
     try:
         folder = download_dataset(name, root, url=url, md5=md5, progress=progress)
     except (DatasetError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        fail(str(exc) or type(exc).__name__)
     typer.echo(str(folder))
 
 
@@ -56,7 +51,7 @@ def info(
     try:
         data = load_dataset(name, split, root)
     except (DatasetError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        fail(str(exc) or type(exc).__name__)
     c, h, w = data.images.shape[1:]
     typer.echo(f"{data.name} {split}: {len(data)} images, {c}x{h}x{w}, {data.num_classes} classes")
     typer.echo("mean " + " ".join(f"{m:.4f}" for m in data.mean))

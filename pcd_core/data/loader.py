@@ -8,7 +8,7 @@ device once per epoch; the augmentation itself is a single batched gather on the
 
 - :class:`DeviceLoader` keeps the whole data set (or a subset) on the device as uint8: the fast
   path for everything that fits in device memory (CIFAR-100 train is 150 MB).
-- :class:`StreamingImageFolder` + :func:`make_dataloader` decode images lazily with Pillow in
+- :class:`StreamingImageFolder` + :class:`StreamingLoader` decode images lazily with Pillow in
   ``DataLoader`` worker processes: the path for image folders too large for memory. Given the
   same images, seed and epoch it yields the same batches as ``DeviceLoader``.
 """
@@ -286,7 +286,7 @@ class StreamingImageFolder(Dataset):
     Items are ``(uint8 [C, H, W] tensor, label)``. Classes, colour mode and mean/std follow
     :func:`pcd_core.data.datasets.load_image_folder` (statistics from at most 2,048 training
     images, decoded once here unless ``mean``/``std`` are given). Use it through
-    :func:`make_dataloader` for folders that do not fit in memory.
+    :class:`StreamingLoader` for folders that do not fit in memory.
     """
 
     name = "image_folder"
@@ -346,10 +346,11 @@ class _EpochBatches:
 
 
 class StreamingLoader(_EpochLoader):
-    """Like :class:`DeviceLoader`, but decodes each batch in ``DataLoader`` workers.
+    """Like :class:`DeviceLoader`, but decodes each batch in ``num_workers`` ``DataLoader``
+    worker processes (0: in the main process): the path for image folders too large for memory.
 
-    Built by :func:`make_dataloader`; ``epoch(e)`` yields the same :class:`Batch` es as a
-    ``DeviceLoader`` over the same decoded images would.
+    Same arguments and ``epoch(e)`` contract as :class:`DeviceLoader`: it yields the same
+    :class:`Batch` es as a ``DeviceLoader`` over the same decoded images would.
     """
 
     def __init__(
@@ -415,39 +416,3 @@ class StreamingLoader(_EpochLoader):
                 index=order[sl],
                 step=step,
             )
-
-
-def make_dataloader(
-    dataset: StreamingImageFolder,
-    indices: Tensor | Sequence[int] | None,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    augment: bool,
-    seed: int,
-    device: torch.device | str = "cpu",
-    drop_last: bool = False,
-    channels_last: bool = False,
-    pad: int = 4,
-    num_workers: int = 2,
-    prefetch_factor: int | None = None,
-) -> StreamingLoader:
-    """A loader over a :class:`StreamingImageFolder` that decodes in ``num_workers`` worker
-    processes (0: in the main process): the path for image folders too large for memory.
-
-    Same arguments and ``epoch(e)`` contract as :class:`DeviceLoader`.
-    """
-    return StreamingLoader(
-        dataset,
-        indices,
-        batch_size,
-        shuffle=shuffle,
-        augment=augment,
-        seed=seed,
-        device=device,
-        drop_last=drop_last,
-        channels_last=channels_last,
-        pad=pad,
-        num_workers=num_workers,
-        prefetch_factor=prefetch_factor,
-    )

@@ -5,11 +5,14 @@ from pcd_core.losses.pcd import (
     RANKINGS,
     SPLITS,
     WEIGHTINGS,
+    Ranking,
+    Split,
+    Weighting,
     group_sizes,
     pcd_loss,
     released_pcd_loss,
 )
-from pcd_core.losses.schedules import DIRECTIONS, JointSchedule, PhasedSchedule
+from pcd_core.losses.schedules import DIRECTIONS, Direction, JointSchedule, PhasedSchedule
 from pcd_core.losses.standardize import standardize_logits
 
 __all__ = [
@@ -17,8 +20,12 @@ __all__ = [
     "RANKINGS",
     "SPLITS",
     "WEIGHTINGS",
+    "Direction",
     "JointSchedule",
     "PhasedSchedule",
+    "Ranking",
+    "Split",
+    "Weighting",
     "dkd_loss",
     "dkd_parts",
     "group_sizes",

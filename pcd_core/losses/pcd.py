@@ -1,4 +1,5 @@
-"""Progressive Class-level Distillation (PCD): the loss, as specified in pcd-method.md.
+"""Progressive Class-level Distillation (PCD): the loss. docs/method.md explains the method
+as pcd implements it, every option below and the reading chosen for each.
 
 Everything is vectorised over samples, stages and groups. Per call: one sort (for the
 ranking), one gather per logit tensor, and a fixed number of segment reductions over a
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -27,13 +28,15 @@ from pcd_core.losses._common import (
 )
 from pcd_core.losses.standardize import standardize_logits
 
+# The allowed values of pcd_loss's named choices, defined here only: the method registry's
+# option schema (pcd_core.methods.PCDOptions) uses these types. See docs/method.md.
 Ranking = Literal["abs_gap", "teacher", "none"]
 Split = Literal["even", "geometric"]
 Weighting = Literal["paper", "none", "released"]
 
-RANKINGS: tuple[str, ...] = ("abs_gap", "teacher", "none")
-SPLITS: tuple[str, ...] = ("even", "geometric")
-WEIGHTINGS: tuple[str, ...] = ("paper", "none", "released")
+RANKINGS: tuple[str, ...] = get_args(Ranking)
+SPLITS: tuple[str, ...] = get_args(Split)
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 
 # Floor of the squared-norm product inside the cosine. Only reached by a one-class group under
 # the `released` weighting (where ||log q|| = 0); such a group contributes 0 anyway.
@@ -354,7 +357,8 @@ def pcd_loss(
     stage_norm: bool = False,
     split_ratio: float = 2.0,
 ) -> Tensor:
-    """The PCD distillation term (steps 1-6 of pcd-method.md), a scalar batch mean.
+    """The PCD distillation term (docs/method.md, "What one call of pcd_loss computes"), a
+    scalar batch mean.
 
     ``group_counts`` lists the k of every active stage term, repeats allowed: the joint
     schedule with S=3 in both directions is ``[3, 2, 1, 1, 2, 3]``. Each group g of a stage

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Direction = Literal["both", "f2c", "c2f"]
-DIRECTIONS: tuple[str, ...] = ("both", "f2c", "c2f")
+Direction = Literal["both", "f2c", "c2f"]  # the allowed values, here only
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 
 
 def _check(stages: int, directions: str) -> None:

@@ -1,12 +1,13 @@
-"""Training: teacher (CE) and student distillation runs, checkpoints, logit bank, metrics."""
+"""Training: teacher (CE) and student distillation runs, the training step, checkpoints,
+logit bank, metrics."""
 
 from pcd_core.train.checkpoint import CheckpointError, TeacherInfo, content_hash, load_teacher
 from pcd_core.train.config import DataConfig, TrainConfig
 from pcd_core.train.distiller import Distiller
 from pcd_core.train.logit_bank import LogitBank
+from pcd_core.train.step import EpochTally, NonFiniteLoss, train_epoch, train_step
 from pcd_core.train.trainer import (
     EpochMetrics,
-    NonFiniteLoss,
     RunResult,
     StopRun,
     prefill_logit_bank,
@@ -18,6 +19,7 @@ __all__ = [
     "DataConfig",
     "Distiller",
     "EpochMetrics",
+    "EpochTally",
     "LogitBank",
     "NonFiniteLoss",
     "RunResult",
@@ -28,4 +30,6 @@ __all__ = [
     "load_teacher",
     "prefill_logit_bank",
     "train",
+    "train_epoch",
+    "train_step",
 ]

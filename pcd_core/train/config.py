@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pcd_core.data import DATASET_NAMES
-from pcd_core.methods import METHODS, parse_options
+from pcd_core.methods import METHODS, needs_teacher, parse_options
 from pcd_core.models import MODELS, model_family
 
 # MobileNet and ShuffleNet students use lr 0.01 in the standard recipe (CRD, mdistiller).
@@ -95,14 +95,10 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _method(self) -> TrainConfig:
         parse_options(self.method, self.method_options)  # raises MethodOptionError
-        needs_teacher = (
-            METHODS[self.method]
-            .factory(parse_options(self.method, self.method_options))
-            .needs_teacher
-        )
-        if needs_teacher and self.teacher is None:
+        distils = needs_teacher(self.method)
+        if distils and self.teacher is None:
             raise ValueError(f"method {self.method!r} needs a teacher checkpoint (teacher=...)")
-        if not needs_teacher and self.teacher is not None:
+        if not distils and self.teacher is not None:
             raise ValueError(f"method {self.method!r} does not use a teacher; drop teacher=")
         return self
 

@@ -10,7 +10,6 @@ such. pcd_core imports neither Ray nor MLflow: a search runner observes a run th
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -29,11 +28,11 @@ from pcd_core.data import (
     StreamingLoader,
     default_augment,
     load_dataset,
-    make_dataloader,
     train_val_split,
 )
-from pcd_core.methods import build_method
+from pcd_core.methods import Method, build_method
 from pcd_core.models import build_model
+from pcd_core.run_dir import RunDir, RunSummary
 from pcd_core.train.checkpoint import (
     CheckpointError,
     TeacherInfo,
@@ -48,6 +47,7 @@ from pcd_core.train.config import TrainConfig
 from pcd_core.train.distiller import Distiller
 from pcd_core.train.logit_bank import LogitBank, data_key
 from pcd_core.train.metrics import classification_metrics, hard_classes, predict
+from pcd_core.train.step import NonFiniteLoss, train_epoch
 
 RUN_FORMAT = "pcd-run/1"
 
@@ -100,11 +100,6 @@ class RunResult:
 
 class StopRun(Exception):
     """Raised by an ``on_epoch_end`` callback to stop the run after the current epoch."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss (or the validation loss) became NaN or infinite: the run diverged.
-    Raised before the epoch is checkpointed or reported, so the last checkpoint is sound."""
 
 
 EpochCallback = Callable[[EpochMetrics, Path], None]
@@ -177,7 +172,7 @@ class _Setup:
             channels_last=self.channels_last,
         )
         if isinstance(data, StreamingImageFolder):
-            return make_dataloader(data, indices, batch_size, num_workers=self.num_workers, **kw)
+            return StreamingLoader(data, indices, batch_size, num_workers=self.num_workers, **kw)
         return DeviceLoader(data, indices, batch_size, **kw)
 
 
@@ -261,6 +256,43 @@ def _check_teacher(info: TeacherInfo, setup: _Setup, config: TrainConfig) -> Non
         )
 
 
+@dataclass
+class _Run:
+    """Everything one run holds while it trains: set up by :func:`_start`."""
+
+    config: TrainConfig
+    run_dir: RunDir
+    setup: _Setup
+    method: Method
+    teacher: nn.Module | None
+    teacher_info: TeacherInfo | None
+    student: nn.Module
+    distiller: Distiller
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: DeviceLoader | StreamingLoader
+    val_loader: DeviceLoader | StreamingLoader
+    test_loader: DeviceLoader | StreamingLoader
+    hard: Tensor | None  # the teacher's hard classes on val (students with a val split)
+    bank: LogitBank | None
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val: float = -1.0
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.val_loader.indices) > 0
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.setup.channels_last else torch.contiguous_format
+
+    def new_student(self) -> nn.Module:
+        setup = self.setup
+        model = build_model(self.config.arch, setup.num_classes, setup.channels, setup.image_side)
+        return model.to(setup.device, memory_format=self.memory_format)
+
+
 def train(
     config: TrainConfig,
     out_dir: Path,
@@ -270,229 +302,289 @@ def train(
     stop_after: int | None = None,
     progress: Callable[[int, int, EpochMetrics | None], None] | None = None,
 ) -> RunResult:
-    """Run ``config``, writing checkpoints and metrics to ``out_dir``.
+    """Run ``config``, writing checkpoints and metrics to ``out_dir`` (a :class:`RunDir`).
 
-    ``resume`` continues from ``out_dir/last.pt`` when it exists (bit-identical on CPU to an
-    uninterrupted run). ``stop_after`` ends the run after that epoch (a budget; the run can be
-    resumed). ``progress(epoch, epochs, metrics)`` is called at the start (metrics None) and
-    end of every epoch.
+    ``resume`` continues from the run folder's last checkpoint when it exists (bit-identical
+    on CPU to an uninterrupted run). ``stop_after`` ends the run after that epoch (a budget;
+    the run can be resumed). ``progress(epoch, epochs, metrics)`` is called at the start
+    (metrics None) and end of every epoch.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    setup = _prepare(config)
-    device = setup.device
-    num_classes = setup.num_classes
-    method = build_method(config.method, config.method_options)
-    method.check(num_classes)
-    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
-
-    teacher: nn.Module | None = None
-    teacher_info: TeacherInfo | None = None
-    if method.needs_teacher:
-        assert config.teacher is not None
-        teacher, teacher_info = load_teacher(
-            config.teacher, expected_hash=config.teacher_hash, device=device
-        )
-        _check_teacher(teacher_info, setup, config)
-        teacher = teacher.to(memory_format=memory_format)
-
-    torch.manual_seed(config.seed)
-    student = build_model(config.arch, num_classes, setup.channels, setup.image_side).to(
-        device, memory_format=memory_format
+    run = _start(config, RunDir(out_dir).create())
+    start_epoch = _restore(run) if resume and run.run_dir.has_checkpoint() else _fresh(run)
+    completed = True
+    for epoch in range(start_epoch, config.epochs + 1):
+        if progress is not None:
+            progress(epoch, config.epochs, None)
+        metrics = _run_epoch(run, epoch)
+        _save_epoch(run, metrics)
+        if progress is not None:
+            progress(epoch, config.epochs, metrics)
+        if _stops(run, metrics, on_epoch_end, stop_after):
+            completed = False
+            break
+    result = RunResult(
+        out_dir=run.run_dir.path,
+        history=run.history,
+        best_epoch=run.best_epoch,
+        best_val_top1=run.best_val,
+        completed=completed,
     )
-    distiller = Distiller(student, teacher, method)
+    if completed:
+        _finish(run, result)
+    return result
 
+
+# ------------------------------------------------------------------------------------ set-up
+def _start(config: TrainConfig, run_dir: RunDir) -> _Run:
+    """Data, teacher, student, loaders, optimiser: the order fixes the random streams."""
+    setup = _prepare(config)
+    method = build_method(config.method, config.method_options)
+    method.check(setup.num_classes)
+    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
+    teacher, teacher_info = None, None
+    if method.needs_teacher:
+        teacher, teacher_info = _checked_teacher(config, setup)
+        teacher = teacher.to(memory_format=memory_format)
+    torch.manual_seed(config.seed)
+    student = build_model(config.arch, setup.num_classes, setup.channels, setup.image_side).to(
+        setup.device, memory_format=memory_format
+    )
     train_loader = _train_loader(config, setup)
     eval_bs = max(256, config.batch_size)
     val_loader = setup.loader(
         setup.train, setup.val_idx, eval_bs, shuffle=False, augment=False, seed=0
     )
-    test_loader = setup.loader(setup.test, None, eval_bs, shuffle=False, augment=False, seed=0)
-
-    has_val = len(val_loader.indices) > 0
-    hard: Tensor | None = None
-    if teacher is not None and has_val:
-        t_logits, t_labels = predict(teacher, val_loader.epoch(0), amp=setup.amp)
-        hard = hard_classes(t_logits, t_labels, num_classes, config.hard_class_fraction)
-
-    bank: LogitBank | None = None
-    if config.logit_bank is not None and teacher_info is not None:
-        bank = _bank(config, setup, teacher_info, train_loader)
-
     optimizer = torch.optim.SGD(
         student.parameters(),
         lr=config.learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=config.milestone_epochs(), gamma=config.lr_gamma
+    return _Run(
+        config=config,
+        run_dir=run_dir,
+        setup=setup,
+        method=method,
+        teacher=teacher,
+        teacher_info=teacher_info,
+        student=student,
+        distiller=Distiller(student, teacher, method),
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=config.milestone_epochs(), gamma=config.lr_gamma
+        ),
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=setup.loader(setup.test, None, eval_bs, shuffle=False, augment=False, seed=0),
+        hard=_teacher_hard_classes(config, setup, teacher, val_loader),
+        bank=None
+        if config.logit_bank is None or teacher_info is None
+        else _bank(config, setup, teacher_info, train_loader),
     )
 
-    history: list[EpochMetrics] = []
-    best_epoch, best_val = 0, -1.0
-    start_epoch = 1
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    config_json = config.model_dump(mode="json")
-    if resume and last_path.is_file():
-        state = load_file(last_path, "run checkpoint")
-        if state.get("format") != RUN_FORMAT or state.get("config") != config_json:
-            raise CheckpointError(
-                f"{last_path} belongs to a different run configuration; use another out_dir"
-            )
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        history = [EpochMetrics(**h) for h in state["history"]]
-        best_epoch, best_val = state["best_epoch"], state["best_val_top1"]
-        start_epoch = state["epoch"] + 1
-        # the metrics file holds exactly the checkpointed epochs (a crash may have left more)
-        _write_metrics(out_dir, history)
-    else:
-        _write_metrics(out_dir, [])
 
-    completed = True
-    for epoch in range(start_epoch, config.epochs + 1):
-        if progress is not None:
-            progress(epoch, config.epochs, None)
-        started = time.perf_counter()
-        epoch_logits = (
-            bank.get(epoch, teacher, train_loader, size=len(setup.train), amp=setup.amp)
-            if bank is not None and teacher is not None
-            else None
-        )
-        losses, train_top1 = _train_epoch(
-            distiller, optimizer, train_loader, epoch, config.epochs, setup.amp, epoch_logits
-        )
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        if has_val:
-            val_logits, val_labels = predict(student, val_loader.epoch(0), amp=setup.amp)
-            val = classification_metrics(val_logits, val_labels, num_classes, hard)
-        else:  # trained on the whole training split: nothing to select on, the last epoch counts
-            val = {
-                "top1": float("nan"),
-                "top5": float("nan"),
-                "loss": float("nan"),
-                "per_class": [],
-            }
-        metrics = EpochMetrics(
-            epoch=epoch,
-            lr=lr,
-            losses=losses,
-            train_top1=train_top1,
-            val_top1=float(val["top1"]),
-            val_top5=float(val["top5"]),
-            val_loss=float(val["loss"]),
-            val_hard_top1=float(val["hard_top1"]) if "hard_top1" in val else None,
-            val_per_class=list(val["per_class"]),  # type: ignore[arg-type]
-            seconds=time.perf_counter() - started,
-        )
-        if has_val and not math.isfinite(metrics.val_loss):
-            raise NonFiniteLoss(f"val_loss is {metrics.val_loss} at epoch {epoch}")
-        if config.test_each_epoch:  # reporting only: never seen by a search
-            metrics.test_top1 = float(
-                _evaluate(student, test_loader, num_classes, None, setup.amp)["top1"]
-            )
-        history.append(metrics)
-        if has_val and metrics.val_top1 > best_val:
-            best_epoch, best_val = epoch, metrics.val_top1
-            atomic_save({"model": student.state_dict(), "epoch": epoch}, best_path)
-        atomic_save(
-            {
-                "format": RUN_FORMAT,
-                "config": config_json,
-                "epoch": epoch,
-                "model": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(),
-                "history": [asdict(h) for h in history],
-                "best_epoch": best_epoch,
-                "best_val_top1": best_val,
-            },
-            last_path,
-        )
-        with (out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(asdict(metrics)) + "\n")
-        if progress is not None:
-            progress(epoch, config.epochs, metrics)
-        stop = stop_after is not None and epoch >= stop_after and epoch < config.epochs
-        if on_epoch_end is not None:
-            try:
-                on_epoch_end(metrics, out_dir)
-            except StopRun:
-                stop = epoch < config.epochs
-        if stop:
-            completed = False
-            break
-
-    result = RunResult(
-        out_dir=out_dir,
-        history=history,
-        best_epoch=best_epoch,
-        best_val_top1=best_val,
-        completed=completed,
+def _checked_teacher(config: TrainConfig, setup: _Setup) -> tuple[nn.Module, TeacherInfo]:
+    """The run's teacher, its hash verified and its training data the run's data."""
+    assert config.teacher is not None
+    teacher, info = load_teacher(
+        config.teacher, expected_hash=config.teacher_hash, device=setup.device
     )
-    if not completed:
-        return result
+    _check_teacher(info, setup, config)
+    return teacher, info
 
-    # Final evaluation on test: the best-on-val weights and the last weights, labelled.
-    last_test = _evaluate(student, test_loader, num_classes, hard, setup.amp)
+
+def _teacher_hard_classes(
+    config: TrainConfig,
+    setup: _Setup,
+    teacher: nn.Module | None,
+    val_loader: DeviceLoader | StreamingLoader,
+) -> Tensor | None:
+    """The classes the teacher finds hardest on val (none without a teacher or a val split)."""
+    if teacher is None or len(val_loader.indices) == 0:
+        return None
+    t_logits, t_labels = predict(teacher, val_loader.epoch(0), amp=setup.amp)
+    return hard_classes(t_logits, t_labels, setup.num_classes, config.hard_class_fraction)
+
+
+def _fresh(run: _Run) -> int:
+    """A new run: an empty metrics file. Returns the first epoch."""
+    run.run_dir.write_metrics([])
+    return 1
+
+
+def _restore(run: _Run) -> int:
+    """Continue from the run folder's last checkpoint. Returns the first epoch to train."""
+    last = run.run_dir.last
+    state = load_file(last, "run checkpoint")
+    if state.get("format") != RUN_FORMAT or state.get("config") != _config_json(run.config):
+        raise CheckpointError(
+            f"{last} belongs to a different run configuration; use another out_dir"
+        )
+    run.student.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    run.history = [EpochMetrics(**h) for h in state["history"]]
+    run.best_epoch, run.best_val = state["best_epoch"], state["best_val_top1"]
+    # the metrics file holds exactly the checkpointed epochs (a crash may have left more)
+    run.run_dir.write_metrics(asdict(h) for h in run.history)
+    return int(state["epoch"]) + 1
+
+
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+# -------------------------------------------------------------------------------- epoch loop
+def _run_epoch(run: _Run, epoch: int) -> EpochMetrics:
+    """Train one epoch, step the learning rate, measure on val."""
+    started = time.perf_counter()
+    setup, epochs = run.setup, run.config.epochs
+    bank_logits = (
+        run.bank.get(epoch, run.teacher, run.train_loader, size=len(setup.train), amp=setup.amp)
+        if run.bank is not None and run.teacher is not None
+        else None
+    )
+    losses, train_top1 = train_epoch(
+        run.distiller,
+        run.optimizer,
+        run.train_loader,
+        epoch=epoch,
+        total_epochs=epochs,
+        amp=setup.amp,
+        bank_logits=bank_logits,
+    )
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    val = _validate(run)
+    metrics = EpochMetrics(
+        epoch=epoch,
+        lr=lr,
+        losses=losses,
+        train_top1=train_top1,
+        val_top1=float(val["top1"]),
+        val_top5=float(val["top5"]),
+        val_loss=float(val["loss"]),
+        val_hard_top1=float(val["hard_top1"]) if "hard_top1" in val else None,
+        val_per_class=list(val["per_class"]),
+        seconds=time.perf_counter() - started,
+    )
+    if run.has_val and not math.isfinite(metrics.val_loss):
+        raise NonFiniteLoss(f"val_loss is {metrics.val_loss} at epoch {epoch}")
+    if run.config.test_each_epoch:  # reporting only: never seen by a search
+        test = _evaluate(run.student, run.test_loader, setup.num_classes, None, setup.amp)
+        metrics.test_top1 = float(test["top1"])
+    return metrics
+
+
+def _validate(run: _Run) -> dict[str, Any]:
+    if not run.has_val:  # trained on the whole training split: nothing to select on
+        return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "per_class": []}
+    logits, labels = predict(run.student, run.val_loader.epoch(0), amp=run.setup.amp)
+    return classification_metrics(logits, labels, run.setup.num_classes, run.hard)
+
+
+def _save_epoch(run: _Run, metrics: EpochMetrics) -> None:
+    """Record the epoch: best-on-val weights, the exact-resume checkpoint, the metrics line."""
+    run.history.append(metrics)
+    epoch = metrics.epoch
+    if run.has_val and metrics.val_top1 > run.best_val:
+        run.best_epoch, run.best_val = epoch, metrics.val_top1
+        atomic_save({"model": run.student.state_dict(), "epoch": epoch}, run.run_dir.best)
+    atomic_save(
+        {
+            "format": RUN_FORMAT,
+            "config": _config_json(run.config),
+            "epoch": epoch,
+            "model": run.student.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": rng_state(),
+            "history": [asdict(h) for h in run.history],
+            "best_epoch": run.best_epoch,
+            "best_val_top1": run.best_val,
+        },
+        run.run_dir.last,
+    )
+    run.run_dir.append_metrics(asdict(metrics))
+
+
+def _stops(
+    run: _Run, metrics: EpochMetrics, on_epoch_end: EpochCallback | None, stop_after: int | None
+) -> bool:
+    """Whether the run stops before its last epoch (a budget, or the callback's StopRun)."""
+    epoch, epochs = metrics.epoch, run.config.epochs
+    stop = stop_after is not None and epoch >= stop_after and epoch < epochs
+    if on_epoch_end is not None:
+        try:
+            on_epoch_end(metrics, run.run_dir.path)
+        except StopRun:
+            stop = epoch < epochs
+    return stop
+
+
+# ---------------------------------------------------------------------------- end of the run
+def _finish(run: _Run, result: RunResult) -> None:
+    """Test the best-on-val and last weights (labelled), save a teacher, write the summary."""
+    best_model, best_test = _final_test(run, result)
+    if not run.method.needs_teacher:
+        result.teacher_artifact = run.run_dir.teacher
+        result.teacher_hash = _save_teacher(run, best_model, best_test)
+    run.run_dir.write_summary(
+        RunSummary(
+            config=_config_json(run.config),
+            best_epoch=run.best_epoch,
+            best_val_top1=run.best_val,
+            test=result.test,
+            teacher=None if run.teacher_info is None else asdict(run.teacher_info),
+            teacher_artifact=str(result.teacher_artifact) if result.teacher_artifact else None,
+            teacher_hash=result.teacher_hash,
+        )
+    )
+
+
+def _final_test(run: _Run, result: RunResult) -> tuple[nn.Module, dict[str, Any]]:
+    """Fill ``result.test``; returns the selected model (best-on-val, else last) and its test."""
+    num_classes, amp, history = run.setup.num_classes, run.setup.amp, run.history
+    last_test = _evaluate(run.student, run.test_loader, num_classes, run.hard, amp)
     result.test = {"last": {"epoch": history[-1].epoch if history else 0, **last_test}}
-    best_model, best_test = student, last_test
-    if has_val:
-        best_state = load_file(best_path, "best checkpoint")["model"]
-        best_model = build_model(config.arch, num_classes, setup.channels, setup.image_side).to(
-            device, memory_format=memory_format
-        )
-        best_model.load_state_dict(best_state)
-        best_test = _evaluate(best_model, test_loader, num_classes, hard, setup.amp)
-        result.test = {"best_val": {"epoch": best_epoch, **best_test}, **result.test}
+    best_model, best_test = run.student, last_test
+    if run.has_val:
+        best_model = run.new_student()
+        best_model.load_state_dict(load_file(run.run_dir.best, "best checkpoint")["model"])
+        best_test = _evaluate(best_model, run.test_loader, num_classes, run.hard, amp)
+        result.test = {"best_val": {"epoch": run.best_epoch, **best_test}, **result.test}
     else:
         result.best_epoch = history[-1].epoch if history else 0
     tested = [h for h in history if h.test_top1 is not None]
-    if config.test_each_epoch and tested:
+    if run.config.test_each_epoch and tested:
         top = max(tested, key=lambda h: h.test_top1 or 0.0)
         result.test["best_test_epoch"] = {
             "epoch": top.epoch,
             "top1": top.test_top1,
             "selected_on": "test (the literature's best-epoch number; optimistic)",
         }
-    if not method.needs_teacher:
-        result.teacher_artifact = out_dir / "teacher.pt"
-        result.teacher_hash = save_teacher(
-            result.teacher_artifact,
-            best_model,
-            {
-                "arch": config.arch,
-                "num_classes": num_classes,
-                "in_channels": setup.channels,
-                "image_size": setup.image_side,
-                "dataset": config.data.name,
-                "dataset_fingerprint": setup.fingerprint,
-                "test_top1": float(best_test["top1"]),
-                "val_top1": best_val,
-                "epochs": config.epochs,
-            },
-        )
-    summary = {
-        "config": config_json,
-        "best_epoch": best_epoch,
-        "best_val_top1": best_val,
-        "test": result.test,
-        "teacher": None if teacher_info is None else asdict(teacher_info),
-        "teacher_artifact": str(result.teacher_artifact) if result.teacher_artifact else None,
-        "teacher_hash": result.teacher_hash,
-    }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return result
+    return best_model, best_test
 
 
-def _write_metrics(out_dir: Path, history: list[EpochMetrics]) -> None:
-    text = "".join(json.dumps(asdict(h)) + "\n" for h in history)
-    (out_dir / "metrics.jsonl").write_text(text)
+def _save_teacher(run: _Run, model: nn.Module, test: dict[str, Any]) -> str:
+    """Write the run's teacher artifact; returns its content hash."""
+    config, setup = run.config, run.setup
+    return save_teacher(
+        run.run_dir.teacher,
+        model,
+        {
+            "arch": config.arch,
+            "num_classes": setup.num_classes,
+            "in_channels": setup.channels,
+            "image_size": setup.image_side,
+            "dataset": config.data.name,
+            "dataset_fingerprint": setup.fingerprint,
+            "test_top1": float(test["top1"]),
+            "val_top1": run.best_val,
+            "epochs": config.epochs,
+        },
+    )
 
 
 def _bank(config: TrainConfig, setup: _Setup, info: TeacherInfo, loader: DeviceLoader) -> LogitBank:
@@ -514,10 +606,7 @@ def prefill_logit_bank(config: TrainConfig) -> int:
     if config.logit_bank is None or config.teacher is None:
         raise ValueError("prefill_logit_bank needs a config with teacher and logit_bank")
     setup = _prepare(config)
-    teacher, info = load_teacher(
-        config.teacher, expected_hash=config.teacher_hash, device=setup.device
-    )
-    _check_teacher(info, setup, config)
+    teacher, info = _checked_teacher(config, setup)
     if setup.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     loader = _train_loader(config, setup)
@@ -528,67 +617,6 @@ def prefill_logit_bank(config: TrainConfig) -> int:
             bank.build(epoch, teacher, loader, size=len(setup.train), amp=setup.amp)
             built += 1
     return built
-
-
-def _train_epoch(
-    distiller: Distiller,
-    optimizer: torch.optim.Optimizer,
-    loader: DeviceLoader,
-    epoch: int,
-    total_epochs: int,
-    amp: bool,
-    bank_logits: Tensor | None,
-) -> tuple[dict[str, float], float]:
-    """One pass over the training batches. Metrics accumulate on the device: no host sync
-    inside the step (one transfer at the end of the epoch). NonFiniteLoss if the epoch's loss
-    is NaN or infinite, naming the first step where it was."""
-    distiller.train()
-    sums: dict[str, Tensor] = {}
-    totals: list[Tensor] = []  # each step's loss, kept on the device: read only on a non-finite
-    correct = torch.zeros((), device=loader.device)
-    seen = 0
-    for batch in loader.epoch(epoch):
-        teacher_logits = None if bank_logits is None else bank_logits[batch.index].float()
-        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits, losses = distiller.forward_train(
-                batch.images,
-                batch.labels,
-                epoch=epoch,
-                total_epochs=total_epochs,
-                teacher_logits=teacher_logits,
-            )
-        loss = sum(losses.values())
-        totals.append(loss.detach())  # type: ignore[union-attr]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        optimizer.step()
-        n = batch.labels.shape[0]
-        seen += n
-        for name, value in losses.items():
-            term = value.detach() * n
-            sums[name] = sums[name] + term if name in sums else term
-        correct += (logits.detach().argmax(1) == batch.labels).sum()
-    means = {name: v.item() / max(seen, 1) for name, v in sums.items()}
-    means["total"] = sum(means.values())
-    if not math.isfinite(means["total"]):
-        raise NonFiniteLoss(_non_finite_message(means, epoch, _first_non_finite(totals)))
-    return means, correct.item() / max(seen, 1) * 100
-
-
-def _first_non_finite(totals: list[Tensor]) -> int:
-    """The 1-based step of the first non-finite loss of an epoch (0: none). One transfer,
-    made only once an epoch's loss is known to be non-finite."""
-    if not totals:
-        return 0
-    bad = (~torch.isfinite(torch.stack(totals).float())).nonzero()
-    return int(bad[0, 0]) + 1 if len(bad) else 0
-
-
-def _non_finite_message(losses: dict[str, float], epoch: int, step: int) -> str:
-    """For example "loss is nan at epoch 3, step 17 (ce=nan, kd=0.41)"."""
-    terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items() if k != "total")
-    where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
-    return f"loss is {losses['total']} at {where} ({terms})"
 
 
 def _evaluate(

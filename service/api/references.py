@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pcd_core.data.errors import DatasetError
 from pcd_core.data.probe import dataset_classes
+from pcd_core.methods import needs_teacher
 from search_spaces.schema import StudySpec
 from service.api.errors import ApiError
 from service.settings import Settings
@@ -20,7 +21,7 @@ def check_references(spec: StudySpec, settings: Settings) -> None:
         spec.check_classes(num_classes)
     except ValueError as err:
         raise ApiError(422, f"{err} (data {spec.data.name!r} has {num_classes} classes)") from None
-    if spec.method != "ce" and spec.teacher.checkpoint is not None:
+    if needs_teacher(spec.method) and spec.teacher.checkpoint is not None:
         if not (settings.teacher_root / spec.teacher.checkpoint).is_file():
             raise ApiError(
                 422,

@@ -22,8 +22,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from pcd_core.compare import mean_std
 from pcd_core.data import load_dataset
+from pcd_core.methods import needs_teacher
 from pcd_core.models import build_model, count_parameters
+from pcd_core.run_dir import RunDir
 from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
 from search_spaces.schema import StudySpec
 from service.ranking import at_best_epoch_key, best_index, best_value, ranked, running_best
@@ -201,7 +204,7 @@ def _teacher(
     spec: StudySpec, settings: RunnerSettings, study_dir: Path, state: _StateFile
 ) -> tuple[str | None, str | None]:
     """Train (once) or load-and-verify the study's teacher."""
-    if spec.method == "ce":
+    if not needs_teacher(spec.method):
         return None, None
     if spec.teacher.checkpoint is not None:
         path = _resolve_under(settings.teacher_root, spec.teacher.checkpoint, "teacher")
@@ -639,12 +642,12 @@ def _promote(
     for label, refs in jobs.items():
         results = ray.get(refs)
         tops = [float(r["test"]["last"]["top1"]) for r in results]
-        out[label] = {**mean_std(tops), "seeds": len(tops), "test_top1": tops}
+        out[label] = {**mean_std(tops)._asdict(), "seeds": len(tops), "test_top1": tops}
         best = [r["test"]["best_test_epoch"] for r in results if "best_test_epoch" in r["test"]]
         if best:
             top1 = [float(b["top1"]) for b in best]
             out[label]["best_epoch"] = {
-                **mean_std(top1),
+                **mean_std(top1)._asdict(),
                 "test_top1": top1,
                 "epochs": [int(b["epoch"]) for b in best],
                 "selected_on": "test",
@@ -652,13 +655,6 @@ def _promote(
     state.data.promotion = out
     state.save()
     return out
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": var**0.5}
 
 
 def _log_plots(
@@ -718,9 +714,8 @@ def best_epoch_per_class(
     folder: StudyFolder, trial_id: str | None, metric: str, mode: str
 ) -> list[float]:
     """Per-class val accuracy of a trial at its best epoch (by the study's objective)."""
-    metrics_file = folder.trial_dir(str(trial_id)) / "metrics.jsonl"  # pcd_core's run folder
-    if trial_id is None or not metrics_file.is_file():
+    if trial_id is None:
         return []
-    epochs = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    epochs = RunDir(folder.trial_dir(str(trial_id))).read_metrics()
     best = best_index([e.get(metric) for e in epochs], mode)  # type: ignore[arg-type]
     return [] if best is None else epochs[best]["val_per_class"]

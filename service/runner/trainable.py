@@ -1,7 +1,7 @@
 """The Tune trainable: one trial is one pcd_core training run, reporting every epoch.
 
 Each epoch reports the validation metrics, the objectives at the trial's best epoch so far (what
-the searcher is told: service.ranking) and a checkpoint (the run's last.pt/best.pt), so a
+the searcher is told: service.ranking) and a checkpoint (RunDir.CHECKPOINT_FILES), so a
 retried or restored trial resumes mid-run instead of starting over. Test metrics are never
 reported to the search.
 """
@@ -18,13 +18,12 @@ from typing import Any
 import torch
 from ray import tune
 
-from pcd_core.methods import METHODS
+from pcd_core.methods import METHODS, needs_teacher
+from pcd_core.run_dir import RunDir
 from pcd_core.train import DataConfig, EpochMetrics, TrainConfig, train
 from search_spaces.schema import TRAINING_PARAMS, StudySpec
 from service.ranking import at_best_epoch
 from service.study_files import StudyFolder
-
-CHECKPOINT_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ def trial_config(
     spec = ctx.spec
     method = method or spec.method
     option_names = set(METHODS[method].options.model_fields)
+    distils = needs_teacher(method)
     if seed is None:
         seed = spec.seed if spec.training.seed is None else spec.training.seed
     training = {
@@ -82,13 +82,11 @@ def trial_config(
         arch=spec.student,
         method=method,
         method_options=options,
-        teacher=Path(ctx.teacher)
-        if ctx.teacher and METHODS[method].factory(METHODS[method].options()).needs_teacher
-        else None,
+        teacher=Path(ctx.teacher) if ctx.teacher and distils else None,
         teacher_hash=ctx.teacher_hash,
         epochs=spec.training.epochs or spec.budget.max_epochs,
         seed=seed,
-        logit_bank=Path(ctx.logit_bank) if ctx.logit_bank and method != "ce" else None,
+        logit_bank=Path(ctx.logit_bank) if ctx.logit_bank and distils else None,
         **training,
     )
 
@@ -104,7 +102,7 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     if checkpoint is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         with checkpoint.as_directory() as src:
-            for name in CHECKPOINT_FILES:
+            for name in RunDir.CHECKPOINT_FILES:
                 if (Path(src) / name).is_file():
                     shutil.copy2(Path(src) / name, out_dir / name)
         resume = True
@@ -114,7 +112,7 @@ def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     def on_epoch_end(metrics: EpochMetrics, run_dir: Path) -> None:
         report = epoch_report(ctx, metrics, run_dir)
         with tempfile.TemporaryDirectory(prefix="pcd-ckpt-") as tmp:
-            for name in CHECKPOINT_FILES:
+            for name in RunDir.CHECKPOINT_FILES:
                 if (run_dir / name).is_file():
                     shutil.copy2(run_dir / name, Path(tmp) / name)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -102,3 +102,28 @@ def test_sync_sites_groups_warnings_by_line() -> None:
     assert sites[0]["count"] == 3
     assert sites[0]["file"] == "tests/bench/test_gpu_check.py"
     assert "synchronizing" in sites[0]["source"]
+
+
+def test_the_sync_check_runs_the_trainers_own_step(monkeypatch) -> None:
+    """The GPU check's step and epoch are pcd_core.train.step's, not a copy of them."""
+    import importlib.util
+
+    import torch
+
+    from pcd_core.models import build_model
+    from pcd_core.train import step as step_mod
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    assert gc.train_step is step_mod.train_step and gc.train_epoch is step_mod.train_epoch
+    calls: list[int] = []
+    monkeypatch.setattr(
+        gc, "train_step", lambda *a, **kw: calls.append(1) or step_mod.train_step(*a, **kw)
+    )
+    cpu = torch.device("cpu")
+    teacher = build_model("resnet8", 100)
+    rig = gc._Rig(cpu, teacher, "resnet8", "kd", {}, 4, 8, True, amp=False)
+    rig.step(rig.next_batch())
+    assert calls == [1] and rig.tally.seen == 4

@@ -1,4 +1,5 @@
-"""The `pcd` command line: models, teacher train, distill, eval, and one-line errors.
+"""The `pcd` command line: one command tree, models, teacher train, distill, eval, and
+one-line errors from every layer's commands.
 
 End to end on the digits data set with tiny models and 2 epochs (a few seconds in all).
 """
@@ -15,9 +16,9 @@ from typer.testing import CliRunner, Result
 
 import pcd_core
 from pcd_core import cli
-from pcd_core.cli import app
 from pcd_core.models import build_model, count_parameters
 from pcd_core.train import load_teacher
+from service.cli import app  # the `pcd` entry point: the whole command tree
 
 runner = CliRunner()
 
@@ -218,3 +219,21 @@ def test_ctrl_c_exits_130(teacher: Path, workdir: Path, monkeypatch: pytest.Monk
     args = ["--teacher", teacher, "--student", "mlp_32", "--out", workdir / "ctrl-c", "--quiet"]
     line = assert_one_line_error(invoke("distill", *args), code=130)
     assert "interrupted" in line
+
+
+def test_one_command_tree_holds_every_layers_commands() -> None:
+    import typer
+
+    root = typer.main.get_command(app)
+    assert set(root.commands) == {  # type: ignore[attr-defined]
+        "models", "methods", "data", "teacher", "distill", "eval",  # pcd_core
+        "serve", "study", "reproduce",  # the service
+    }  # fmt: skip
+
+
+def test_service_commands_share_the_error_convention() -> None:
+    """The service's commands fail like pcd_core's: one `error:` line, code 2 for bad usage."""
+    assert "no-such-space" in assert_one_line_error(invoke("study", "run", "no-such-space"), 2)
+    assert "--set" in assert_one_line_error(invoke("study", "submit", "x", "--set", "novalue"), 2)
+    assert_one_line_error(invoke("reproduce", "cifar100", "--pairs", "no-such-pair"), 2)
+    assert_one_line_error(invoke("reproduce", "cifar100", "--seeds", "0"), 2)

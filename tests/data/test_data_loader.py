@@ -10,9 +10,9 @@ from pcd_core.data import (
     DeviceLoader,
     ImageData,
     StreamingImageFolder,
+    StreamingLoader,
     default_augment,
     load_dataset,
-    make_dataloader,
 )
 
 
@@ -174,7 +174,7 @@ def test_streaming_folder_matches_device_loader(tmp_path, folder_writer, workers
     assert stream.class_names == data.class_names
     subset = torch.arange(1, 15)
     dev = DeviceLoader(data, subset, 4, shuffle=True, augment=True, seed=2)
-    lazy = make_dataloader(
+    lazy = StreamingLoader(
         stream, subset, 4, shuffle=True, augment=True, seed=2, num_workers=workers
     )
     assert len(dev) == len(lazy) == 4

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from pcd_core.losses import dkd_loss, kd_loss, pcd_loss, released_pcd_loss
-
-from .reference import ref_kd_loss, ref_pcd_loss
+from pcd_core.testing.reference import ref_kd_loss, ref_pcd_loss
 
 PATH = Path(__file__).with_name("golden_values.json")
 

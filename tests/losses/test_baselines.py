@@ -17,8 +17,7 @@ from pcd_core.losses import (
     released_pcd_loss,
     standardize_logits,
 )
-
-from .reference import ref_kd_loss, ref_standardize
+from pcd_core.testing.reference import ref_kd_loss, ref_standardize
 
 
 def _logits(batch=8, classes=10, seed=0, dtype=torch.float64):

@@ -11,6 +11,7 @@ from pcd_core.methods import (
     MethodOptionError,
     build_method,
     method_defaults,
+    needs_teacher,
     options_schema,
 )
 
@@ -29,7 +30,11 @@ def test_registry_lists_each_method_once() -> None:
         method = build_method(name)
         assert method.name == name
         assert options_schema(name)["type"] == "object"
-    assert not build_method("ce").needs_teacher
+    # "needs a teacher?" is one registry fact; instances read it, whatever their options
+    assert [n for n in METHODS if needs_teacher(n)] == ["kd", "dkd", "pcd"]
+    for name, spec in METHODS.items():
+        assert build_method(name).needs_teacher is spec.needs_teacher is needs_teacher(name)
+    assert build_method("pcd", {"schedule": "released"}).needs_teacher
     assert method_defaults("pcd")["temperature"] == 4.0
     assert method_defaults("pcd")["stages"] == 3
     assert method_defaults("kd") == {
@@ -136,3 +141,18 @@ def test_every_term_keeps_float64_and_lifts_bf16_to_float32(name) -> None:
     for dtype, expected in ((torch.float64, torch.float64), (torch.bfloat16, torch.float32)):
         terms = method.losses(s.to(dtype), t.to(dtype), y, epoch=5, total_epochs=12)
         assert {k: v.dtype for k, v in terms.items()} == dict.fromkeys(terms, expected)
+
+
+def test_docs_method_md_explains_every_pcd_option_and_value() -> None:
+    """docs/method.md names each option of the pcd method and each allowed value."""
+    import typing
+    from pathlib import Path
+
+    from pcd_core.methods import PCDOptions
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "method.md").read_text()
+    for name, field in PCDOptions.model_fields.items():
+        assert f"`{name}`" in text, name
+        for value in typing.get_args(field.annotation):
+            if isinstance(value, str):
+                assert f"`{value}`" in text, (name, value)

@@ -7,8 +7,7 @@ import torch
 
 from pcd_core.losses import JointSchedule, group_sizes, kd_loss, pcd_loss
 from pcd_core.losses.pcd import _group_layout
-
-from .reference import ref_pcd_loss
+from pcd_core.testing.reference import ref_pcd_loss
 
 ALL_OPTIONS = [
     dict(ranking=r, split=sp, weighting=w, standardize=st)

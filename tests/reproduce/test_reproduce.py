@@ -3,7 +3,6 @@ command end to end on a tiny generated CIFAR-100 archive (2 epochs, a local Ray)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pcd_core.models import build_model
+from pcd_core.testing.datasets import write_cifar
 from search_spaces.reproduce import load_benchmark, study_spec
 from service.study_files import StudyFolder
 
@@ -34,16 +34,6 @@ PAIRS = [
     "vgg13-MobileNetV2",
     "ResNet50-MobileNetV2",
 ]
-
-
-def _write_cifar():
-    """The data tests' writer of small cifar-100-python folders."""
-    path = Path(__file__).parents[1] / "data" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("data_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_cifar
 
 
 def test_every_pair_validates_and_builds() -> None:
@@ -131,7 +121,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected) -> None:
 
 @pytest.mark.slow
 def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
-    _write_cifar()(tmp_path / "data", n_train=128, n_test=100)
+    write_cifar(tmp_path / "data", n_train=128, n_test=100)
     common = ["reproduce", "cifar100", "--pairs", "resnet56-resnet20", "--seeds", "2"]
     common += ["--epochs", "2", "--num-cpus", "2"]
     out = tmp_path / "runs" / "reproduce"
@@ -187,7 +177,7 @@ def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
 def test_reproduce_on_a_cluster(tmp_path, ray_cluster) -> None:
     """The same command on an existing two-node cluster (PCD_RAY_ADDRESS): teacher and seeds
     run as Ray tasks there, not on a local Ray."""
-    _write_cifar()(tmp_path / "data", n_train=128, n_test=100)
+    write_cifar(tmp_path / "data", n_train=128, n_test=100)
     env = {**ray_cluster["env"], "PCD_RAY_ADDRESS": ray_cluster["address"]}
     env = {k: v for k, v in env.items() if k != "PCD_MLFLOW_TRACKING_URI"}
     args = ["reproduce", "cifar100", "--pairs", "resnet56-resnet20", "--methods", "kd"]

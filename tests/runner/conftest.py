@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
+from pcd_testing.fixtures import ray_cluster
 from pcd_testing.processes import VENV_BIN
 from pcd_testing.processes import wait_for as _wait_for
-from pcd_testing.servers import RayCluster
 
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """Address and environment of a running two-node cluster."""
-    cluster = RayCluster(head_cpus=1, worker_cpus=1, workers=1)
-    try:
-        yield {"address": cluster.address, "env": cluster.env}
-    finally:
-        cluster.stop()
+__all__ = ["VENV_BIN", "ray_cluster", "run_cli", "wait_for"]
 
 
 def run_cli(

@@ -1,7 +1,8 @@
-"""A deliberately naive, loop-based float64 implementation of pcd-method.md, for the tests.
+"""A deliberately naive, loop-based float64 implementation of the PCD loss (docs/method.md)
+and of KD, for the tests and the GPU check.
 
-It follows the specification's text step by step (python loops over samples, stages and
-groups; plain softmax per group) and shares no code with pcd_core.losses.
+It follows the method's text step by step (python loops over samples, stages and groups;
+plain softmax per group) and shares no code with pcd_core.losses. Imports only torch.
 """
 
 from __future__ import annotations
