@@ -8,7 +8,6 @@ reported to the search.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -134,5 +133,4 @@ def epoch_report(ctx: TrialContext, metrics: EpochMetrics, run_dir: Path) -> dic
 def _epochs(run_dir: Path) -> list[dict[str, Any]]:
     """Every epoch's metrics of the run so far, those before a resume included (the trainer
     appends an epoch's line before it calls on_epoch_end)."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return RunDir(run_dir).read_metrics()

@@ -13,6 +13,7 @@ from dataclasses import asdict
 import optuna
 import pytest
 
+from pcd_core.run_dir import RunDir
 from pcd_core.train import EpochMetrics
 from search_spaces import load_spec
 from service.runner.study import best_epoch_per_class, make_searcher
@@ -61,7 +62,7 @@ def test_optuna_is_told_the_best_epoch(tmp_path, overrides, expected) -> None:
     run_dir.mkdir()
     # the best epoch (lowest loss, highest accuracy) comes first, the last is worse
     for epoch in (_epoch(1, 0.2, 60.0), _epoch(2, 0.9, 40.0)):
-        with (run_dir / "metrics.jsonl").open("a") as f:  # as the trainer appends it
+        with RunDir(run_dir).metrics.open("a") as f:  # as the trainer appends it
             f.write(json.dumps(asdict(epoch)) + "\n")
         result = {**epoch_report(ctx, epoch, run_dir), "training_iteration": epoch.epoch}
         searcher.on_trial_result("t1", result)
@@ -76,7 +77,7 @@ def test_the_best_trials_per_class_plot_is_of_its_best_epoch_by_the_objective(tm
     run_dir = folder.trial_dir("t1")
     run_dir.mkdir(parents=True)
     epochs = [_epoch(1, 0.2, 60.0), _epoch(2, 0.9, 70.0)]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(asdict(e)) + "\n" for e in epochs))
+    RunDir(run_dir).metrics.write_text("".join(json.dumps(asdict(e)) + "\n" for e in epochs))
     assert best_epoch_per_class(folder, "t1", "val_loss", "min") == [60.0]
     assert best_epoch_per_class(folder, "t1", "val_top1", "max") == [70.0]
     assert best_epoch_per_class(folder, None, "val_loss", "min") == []
