@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -96,6 +97,20 @@ def serves(student_logits: Tensor, teacher_logits: Tensor, group_counts: Sequenc
         log_fallback_once(reason)
         return False
     return True
+
+
+@contextmanager
+def vectorised_path() -> Iterator[None]:
+    """``PCD_FUSED=0`` inside the block (process-wide): for benchmarks and A/B checks."""
+    previous = os.environ.get("PCD_FUSED")
+    os.environ["PCD_FUSED"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PCD_FUSED"]
+        else:
+            os.environ["PCD_FUSED"] = previous
 
 
 def unsupported_reason(

@@ -263,6 +263,9 @@ def test_pcd_loss_dispatches_where_the_kernel_serves(
     assert len(spied_fused) == 1
 
     monkeypatch.delenv("PCD_FUSED")
+    with fused_pcd.vectorised_path():  # the benchmarks' switch, restored after the block
+        pcd_loss(s, t, **kwargs)
+    assert len(spied_fused) == 1 and "PCD_FUSED" not in os.environ
     with caplog.at_level(logging.DEBUG, logger="pcd_core.losses.fused_pcd"):
         for _ in range(3):  # float64: the vectorised path, its reason logged once
             pcd_loss(s.double(), t.double(), **kwargs)
