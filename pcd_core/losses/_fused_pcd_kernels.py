@@ -22,8 +22,8 @@ WEIGHTING_CODES = {"none": 0, "paper": 1, "released": 2}
 
 # Same role as pcd.py's floor of the cosine's norm product; only degenerate groups reach it
 # (a one-class group under `released`, or a padding group), and those carry coefficient 0.
-COS_EPS = 1e-24
-STANDARDIZE_EPS = 1e-7
+COS_EPS = tl.constexpr(1e-24)
+STANDARDIZE_EPS = tl.constexpr(1e-7)
 
 
 @triton.jit
