@@ -15,9 +15,10 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -214,7 +215,29 @@ def _launch(
         teacher = teacher.contiguous()
     batch, num_classes = student.shape
     row_loss = torch.empty(batch, dtype=torch.float32, device=student.device)
-    grad = torch.empty((batch, num_classes), dtype=torch.float32, device=student.device)
+    grad = (
+        torch.empty((batch, num_classes), dtype=torch.float32, device=student.device)
+        if write_grad
+        else row_loss  # not written
+    )
+    # Triton launches on the current CUDA device: make it the logits' one
+    device_scope = torch.cuda.device(student.device) if student.is_cuda else nullcontext()
+    with device_scope:
+        _run_kernel(kernels, student, teacher, plan, opts, row_loss, grad, write_grad)
+    return row_loss, (grad if write_grad else None)
+
+
+def _run_kernel(
+    kernels: ModuleType,
+    student: Tensor,
+    teacher: Tensor,
+    plan: FusedPlan,
+    opts: _KernelOptions,
+    row_loss: Tensor,
+    grad: Tensor,
+    write_grad: bool,
+) -> None:
+    batch, num_classes = student.shape
     kernels.fused_pcd_kernel[(batch,)](
         student,
         teacher,
@@ -227,7 +250,7 @@ def _launch(
         1.0 / opts.temperature,
         opts.temperature**2 / batch,
         row_loss,
-        grad if write_grad else row_loss,
+        grad,
         RANKING=kernels.RANKING_CODES[opts.ranking],
         WEIGHTING=kernels.WEIGHTING_CODES[opts.weighting],
         STANDARDIZE=opts.standardize,
@@ -237,7 +260,6 @@ def _launch(
         G_BLOCK=plan.group_block,
         num_warps=_num_warps(plan.class_block * plan.group_block),
     )
-    return row_loss, (grad if write_grad else None)
 
 
 def _num_warps(block_elements: int) -> int:
