@@ -72,7 +72,9 @@ def _assert_close_in_fp32(got, got_grad, want, want_grad, kwargs) -> None:
     msg = lambda m: f"{kwargs}: {m}"  # noqa: E731
     torch.testing.assert_close(got.double(), want, rtol=3e-5, atol=1e-6, msg=msg)
     rtol = max(1e-4, torch.finfo(got_grad.dtype).eps)
-    atol = 3e-5 * float(want_grad.abs().max()) + 1e-7
+    # the floor: a gradient that is 0 exactly (C=2 standardised: the values do not depend on
+    # the logits) comes out as fp32 cancellation noise of the gradient before standardisation
+    atol = 3e-5 * float(want_grad.abs().max()) + 1e-6
     torch.testing.assert_close(
         got_grad.double(), want_grad.to(got_grad.dtype).double(), rtol=rtol, atol=atol, msg=msg
     )
