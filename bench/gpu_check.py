@@ -1134,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
         ("loss_correctness", lambda: check_loss_correctness(dev, q), 120),
         ("bf16_autocast", lambda: check_bf16_autocast(dev, q), 60),
-        ("fused_loss", lambda: check_fused_loss(dev, q, teacher, student), 180),
+        ("fused_loss", lambda: check_fused_loss(dev, q, teacher, student), 240),
         ("no_host_sync", lambda: check_no_host_sync(dev, q, teacher, student), 120),
         ("train_e2e", lambda: check_train_e2e(dev, q, teacher, student), 150),
         ("train_throughput", lambda: check_train_throughput(dev, q, teacher, student), 150),

@@ -96,6 +96,7 @@ def _operator_counts(device: torch.device) -> Table:
         fn(s, t, temperature=4.0, group_counts=counts).backward()  # layouts, compiled kernels
         row = []
         for backward in (False, True):
+            s.grad = None  # no accumulation operator in the count
             with profile(activities=activities) as prof:
                 loss = fn(s, t, temperature=4.0, group_counts=counts)
                 if backward:
