@@ -26,6 +26,8 @@ Checks, in order (cheap and essential first):
 - ``train_throughput``: resnet32x4 (frozen) -> resnet8x4, real DeviceLoader batches, bf16 +
   channels_last on CUDA: images/s per method, ratios, and the CIFAR-100 epoch / 240-epoch
   time they imply (a projection: training steps only).
+- ``fused_loss``: the fused Triton pcd_loss against its vectorised path and kd_loss, and the
+  training-step ratio (bench/fused_check.py).
 - ``loss_bench``: forward+backward medians (CUDA events) of kd_loss, pcd S=3/S=5 and the naive
   masked loop at B=256/1024 x C=100/1000, ratios, peak memory.
 
@@ -123,6 +125,9 @@ def _load_file_module(name: str, path: Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+fused_check = _load_file_module("pcd_gpu_check_fused", ROOT / "bench" / "fused_check.py")
 
 
 # ------------------------------------------------------------------------------ utilities
@@ -982,6 +987,12 @@ def check_loss_bench(dev: torch.device, quick: bool) -> dict[str, Any]:
     }
 
 
+def check_fused_loss(dev: torch.device, quick: bool, teacher_arch: str, student_arch: str):
+    return fused_check.check_fused(
+        dev, quick, teacher_arch, student_arch, rig_cls=_Rig, time_ms=time_ms
+    )
+
+
 # ----------------------------------------------------------------------------- driver
 def environment(dev: torch.device) -> dict[str, Any]:
     env: dict[str, Any] = {
@@ -1058,6 +1069,8 @@ def summarise(name: str, res: dict[str, Any]) -> list[str]:
                     f"  x{r['ratio_to_kd']:.2f} kd  epoch {r['cifar100_epoch_s_50k']:.1f} s"
                     f"  240 ep (projection) {r['projected_240_epochs_h']:.2f} h"
                 )
+    elif name == "fused_loss":
+        lines += fused_check.summary_lines(res)
     elif name == "loss_bench" and "rows" in res:
         for r in res["rows"]:
             cells = "  ".join(f"{k} {v:.3f} ms" for k, v in r["ms"].items())
@@ -1072,6 +1085,8 @@ def headline(checks: dict[str, Any]) -> dict[str, Any]:
         out["loss_worst_rel_err"] = checks["loss_correctness"]["worst_rel_err"]
     if "problems" in checks.get("no_host_sync", {}):
         out["sync_problems"] = checks["no_host_sync"]["problems"]
+    if "fused_loss" in checks:
+        out["fused_loss"] = fused_check.headline(checks["fused_loss"])
     for label, tab in checks.get("train_throughput", {}).get("batches", {}).items():
         m = tab["methods"]
         out[f"throughput {label}"] = {
@@ -1108,6 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[tuple[str, Callable[[], dict[str, Any]], int]] = [
         ("loss_correctness", lambda: check_loss_correctness(dev, q), 120),
         ("bf16_autocast", lambda: check_bf16_autocast(dev, q), 60),
+        ("fused_loss", lambda: check_fused_loss(dev, q, teacher, student), 240),
         ("no_host_sync", lambda: check_no_host_sync(dev, q, teacher, student), 120),
         ("train_e2e", lambda: check_train_e2e(dev, q, teacher, student), 150),
         ("train_throughput", lambda: check_train_throughput(dev, q, teacher, student), 150),

@@ -1,14 +1,16 @@
 """Speed of the PCD loss next to KD and a naive masked-loop PCD, measured side by side.
 
 For every (B, C): forward+backward medians (torch.utils.benchmark) of pcd_loss joint S=3 and
-S=5, kd_loss and the naive reference, and their ratios to kd_loss from the same run; then the
-number of operators one pcd_loss call runs for S = 1, 3, 6 (torch.profiler).
+S=5 as users call it (on CUDA: the fused Triton kernel), the same on its vectorised path
+(``PCD_FUSED=0``), kd_loss and the naive reference, and their ratios to kd_loss from the same
+run; then the number of operators one pcd_loss call runs for S = 1, 3, 6 (torch.profiler).
 
     python bench/loss_bench.py [--device cuda] [--batch 256 --classes 100] [--min-run-time 0.3]
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -17,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils import benchmark
 
-from pcd_core.losses import JointSchedule, group_sizes, kd_loss, pcd_loss
+from pcd_core.losses import JointSchedule, fused_pcd, group_sizes, kd_loss, pcd_loss
 
 app = typer.Typer(add_completion=False)
 console = Console()
@@ -50,6 +52,12 @@ def naive_masked_pcd(
     return total.mean() * temperature**2
 
 
+def vectorised_pcd_loss(student: torch.Tensor, teacher: torch.Tensor, **kw) -> torch.Tensor:
+    """pcd_loss on its vectorised path (the fused kernel off for the call)."""
+    with fused_pcd.vectorised_path():
+        return pcd_loss(student, teacher, **kw)
+
+
 def _fwd_bwd(fn: Callable[..., torch.Tensor], s: torch.Tensor, t: torch.Tensor, **kw) -> None:
     s.grad = None
     fn(s, t, **kw).backward()
@@ -60,7 +68,9 @@ def _candidates(num_classes: int) -> dict[str, tuple[Callable, dict]]:
     for stages in (3, 5):
         if stages <= num_classes:
             counts = JointSchedule(stages).group_counts(1)
-            out[f"pcd joint S={stages}"] = (pcd_loss, {"temperature": 4.0, "group_counts": counts})
+            kw = {"temperature": 4.0, "group_counts": counts}
+            out[f"pcd joint S={stages}"] = (pcd_loss, kw)
+            out[f"pcd joint S={stages} vectorised"] = (vectorised_pcd_loss, kw)
     if 5 <= num_classes:
         counts = JointSchedule(5).group_counts(1)
         out["naive S=5"] = (naive_masked_pcd, {"temperature": 4.0, "group_counts": counts})
@@ -68,33 +78,46 @@ def _candidates(num_classes: int) -> dict[str, tuple[Callable, dict]]:
 
 
 def _operator_counts(device: torch.device) -> Table:
+    """Top-level aten operators (and, on CUDA, GPU kernels) per call, for both paths."""
     from torch.profiler import ProfilerActivity, profile
 
+    on_cuda = device.type == "cuda"
     table = Table(title=f"operators per pcd_loss call (B=256, C=100, {device.type})")
-    for col in ("S", "group_counts", "aten ops fwd", "aten ops fwd+bwd"):
+    columns = ["S", "group_counts", "path", "aten ops fwd", "aten ops fwd+bwd"]
+    for col in columns + (["CUDA kernels fwd+bwd"] if on_cuda else []):
         table.add_column(col, justify="right")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     s = torch.randn(256, 100, device=device, requires_grad=True)
     t = torch.randn(256, 100, device=device)
-    for stages in (1, 3, 6):
+    for stages, (path, fn) in itertools.product(
+        (1, 3, 6), (("pcd_loss", pcd_loss), ("vectorised", vectorised_pcd_loss))
+    ):
         counts = JointSchedule(stages).group_counts(1)
-        pcd_loss(s, t, temperature=4.0, group_counts=counts)  # build the cached layout
+        fn(s, t, temperature=4.0, group_counts=counts).backward()  # layouts, compiled kernels
         row = []
         for backward in (False, True):
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                loss = pcd_loss(s, t, temperature=4.0, group_counts=counts)
+            s.grad = None  # no accumulation operator in the count
+            with profile(activities=activities) as prof:
+                loss = fn(s, t, temperature=4.0, group_counts=counts)
                 if backward:
                     loss.backward()
-            # top-level aten operators (nested calls of an operator are not counted twice)
-            row.append(
-                sum(
-                    1
-                    for e in prof.events()
-                    if e.name.startswith("aten::")
-                    and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
-                )
-            )
-        table.add_row(str(stages), str(counts), *map(str, row))
+                if on_cuda:
+                    torch.cuda.synchronize(device)
+            row.append(_top_level_aten_ops(prof.events()))
+        if on_cuda:
+            row.append(sum(1 for e in prof.events() if e.device_type.name == "CUDA"))
+        table.add_row(str(stages), str(counts), path, *map(str, row))
     return table
+
+
+def _top_level_aten_ops(events) -> int:
+    """aten operators not nested in another (an operator's inner calls count once)."""
+    return sum(
+        1
+        for e in events
+        if e.name.startswith("aten::")
+        and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+    )
 
 
 @app.command()
@@ -111,10 +134,15 @@ def main(
         if dev.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads"
     )
-    table = Table(title=f"forward+backward median, ms ({name}; ratio to kd_loss in brackets)")
+    probe = torch.zeros(2, max(classes), device=dev)
+    path = "fused kernel" if fused_pcd.serves(probe, probe, [5]) else "vectorised"
+    table = Table(
+        title=f"forward+backward median, ms ({name}; ratio to kd_loss in brackets; "
+        f"pcd joint = pcd_loss as called: {path})"
+    )
     table.add_column("B", justify="right")
     table.add_column("C", justify="right")
-    names = ["kd_loss", "pcd joint S=3", "pcd joint S=5", "naive S=5"]
+    names = list(_candidates(max(classes)))
     for n in names:
         table.add_column(n, justify="right")
     table.add_column("naive/pcd S=5", justify="right")

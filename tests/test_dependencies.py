@@ -17,6 +17,9 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pcd_core", "search_spaces", "service")
+# Modules that only these files import, behind a fallback on ImportError. triton: the fused
+# PCD kernel, used on CUDA, where PyPI's Linux torch requires it (691 MB: not for CPU images).
+OPTIONAL_IMPORTS = {"triton": {"pcd_core/losses/_fused_pcd_kernels.py"}}
 
 
 def _norm(name: str) -> str:
@@ -51,6 +54,8 @@ def undeclared(modules: dict[str, set[str]], runtime: set[str]) -> list[str]:
     for module, files in sorted(modules.items()):
         if module in sys.stdlib_module_names or module in (*PACKAGES, "__future__"):
             continue
+        if files <= OPTIONAL_IMPORTS.get(module, set()):
+            continue
         dists = providers.get(module, [])
         if not any(_norm(d) in runtime for d in dists):
             names = ", ".join(sorted(set(dists))) or "not installed"
@@ -62,6 +67,14 @@ def test_every_import_of_the_shipped_packages_is_a_runtime_dependency() -> None:
     modules = imported_modules()
     assert {"torch", "fastapi", "ray"} <= set(modules)  # the scan sees the real imports
     assert not undeclared(modules, declared())
+
+
+def test_an_optional_import_elsewhere_is_caught() -> None:
+    modules = {"triton": {"pcd_core/losses/pcd.py"}}
+    assert undeclared(modules, declared()) == [
+        f"triton ({', '.join(packages_distributions().get('triton', [])) or 'not installed'}): "
+        "['pcd_core/losses/pcd.py']"
+    ]
 
 
 def test_a_dev_only_import_is_caught() -> None:

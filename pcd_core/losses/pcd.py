@@ -26,6 +26,8 @@ from pcd_core.losses._common import (
     compute_dtype,
     prepared_pair,
 )
+from pcd_core.losses.fused_pcd import fused_pcd_loss
+from pcd_core.losses.fused_pcd import serves as fused_serves
 from pcd_core.losses.standardize import standardize_logits
 
 # The allowed values of pcd_loss's named choices, defined here only: the method registry's
@@ -378,6 +380,20 @@ def pcd_loss(
         raise ValueError(
             f"group count k={max(counts)} exceeds the number of classes C={num_classes}: "
             "every group must be non-empty"
+        )
+    if fused_serves(student_logits, teacher_logits, counts):  # CUDA: one Triton kernel
+        return fused_pcd_loss(
+            student_logits,
+            teacher_logits,
+            temperature=temperature,
+            group_counts=counts,
+            ranking=ranking,
+            split=split,
+            weighting=weighting,
+            standardize=standardize,
+            detach_weight=detach_weight,
+            stage_norm=stage_norm,
+            split_ratio=split_ratio,
         )
     device = student_logits.device
     dtype = compute_dtype(student_logits, teacher_logits)

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKS = (
     "loss_correctness",
     "bf16_autocast",
+    "fused_loss",
     "no_host_sync",
     "train_e2e",
     "train_throughput",
@@ -59,6 +60,14 @@ def test_correctness_covers_the_options_and_is_tight(report) -> None:
     bf16 = report["checks"]["bf16_autocast"]["cases"]
     assert all(r["logits_dtype"] == "torch.bfloat16" and r["loss_dtype"] == "torch.float32"
                for r in bf16)  # fmt: skip
+
+
+def test_fused_check_rehearsed_the_kernel_in_the_interpreter(report) -> None:
+    res = report["checks"]["fused_loss"]
+    assert res["interpreter"] is True
+    assert res["agreement"]["worst_fp32"]["grad"] < 1e-5
+    assert {"kd_loss", "pcd S=3 fused", "pcd S=3 vectorised"} <= set(res["speed"]["rows"][0]["ms"])
+    assert set(res["train_step"]["ratio_to_kd"]) == {"kd", "pcd S=3 fused", "pcd S=3 vectorised"}
 
 
 def test_sync_check_exercised_its_code_without_claiming_a_pass(report) -> None:
