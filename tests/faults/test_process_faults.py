@@ -32,8 +32,10 @@ def test_driver_killed_mid_study_is_relaunched_and_resumes(stack: Stack) -> None
     stack.fault("kill -9 study driver")
     relaunched = wait_for(lambda: [d for d in drivers(study_id) if d.pid != driver.pid], 30, 0.2)
     assert relaunched and len(relaunched) == 1, relaunched
-    stack.finished(study_id, trials=2)
-    assert stack.get(study_id)["attempts"] == 2
+    stack.finished(study_id, trials=2)  # one parent run, one run per trial
+    done = stack.get(study_id)
+    assert done["attempts"] == 2
+    assert done["links"]["mlflow"].startswith(f"http://{stack.mlflow.address}"), done["links"]
 
 
 def test_ray_worker_node_killed_mid_study(stack: Stack) -> None:

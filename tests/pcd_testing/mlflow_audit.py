@@ -16,6 +16,7 @@ class RunAudit:
     runs: dict[str, list[str]]  # trial id -> statuses of its active child runs
     restore_notes: set[str] = field(default_factory=set)  # kept runs of lost trials
     deleted: int = 0  # child runs deleted (soft) by a restored driver
+    parents: int = 1  # the study's parent runs (a relaunched driver must reuse its own)
 
     @property
     def duplicated(self) -> list[str]:
@@ -48,6 +49,7 @@ class RunAudit:
     def assert_one_run_per_trial(self, trials: int) -> None:
         assert len(self.trials) == trials, self
         assert self.parent_status == "FINISHED", self
+        assert self.parents == 1, self
         assert not self.lost and not self.duplicated and not self.running, self
         assert not self.unexplained, self
 
@@ -65,6 +67,9 @@ def audit(tracking_uri: str, study_dir: Path) -> RunAudit:
     every = client.search_runs(
         [state.experiment_id], query, run_view_type=ViewType.ALL, max_results=5000
     )
+    parents = client.search_runs(
+        [state.experiment_id], f"tags.`{Tags.STUDY}` = '{folder.path.name}'", max_results=100
+    )
     runs: dict[str, list[str]] = {}
     notes = set()
     for run in active:
@@ -78,4 +83,5 @@ def audit(tracking_uri: str, study_dir: Path) -> RunAudit:
         runs=runs,
         restore_notes=notes,
         deleted=len(every) - len(active),
+        parents=len(parents),
     )
