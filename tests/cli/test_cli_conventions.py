@@ -55,6 +55,12 @@ def test_help_shows_no_bool_type_beside_flags(path: list[str]) -> None:
 
 
 def test_retired_spellings_still_work_hidden() -> None:
-    result = CliRunner().invoke(app, ["data", "info", "digits", "--root", "unused"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "info", "digits", "--root", "unused"])
     assert result.exit_code == 0, result.output
     assert "digits train" in result.stdout
+    # accepted (the errors are about the space and the missing folder, not the option)
+    result = runner.invoke(app, ["study", "run", "no-such-space", "--study-dir", "x"])
+    assert result.exit_code == 2 and "no search space named 'no-such-space'" in result.stderr
+    result = runner.invoke(app, ["data", "download", "cifar100", "--no-progress"])
+    assert result.exit_code == 2 and "--data-root is required" in result.stderr
