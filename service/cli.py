@@ -3,7 +3,9 @@ command, each defined in its layer.
 
     pcd models | methods | data | teacher | distill | eval     pcd_core/cli.py (training)
     pcd serve                                                   the REST API (below)
-    pcd study spaces | run | submit | list | show | trials | cancel | resume   (below)
+    pcd study spaces | run                                      (below)
+    pcd study submit | watch | list | show | trials | cancel | resume | delete
+                                                                service/api_commands.py
     pcd reproduce cifar100                                      (below)
 
 Every command reports an expected failure with pcd_core.cli_errors.fail: one line
@@ -16,14 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
+from typer._click.core import Command, Context
+from typer.core import TyperOption
 
 import pcd_core
 from pcd_core import cli as pcd_core_cli
-from pcd_core.cli_errors import INTERRUPTED, RUNTIME_ERROR, USAGE_ERROR, OneLineErrors, fail
+from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, OneLineErrors, fail
 from search_spaces import SpecError, builtin_names, load_spec
+from service.api_commands import parse_overrides, remote_app
 from service.settings import DEFAULT_DATA_ROOT, DEFAULT_TEACHER_ROOT
 
 serve_app = typer.Typer()  # the `serve` command, merged into the root
@@ -34,9 +38,39 @@ reproduce_app = typer.Typer(
     help="Reproduce a published table as fixed-configuration studies.", no_args_is_help=True
 )
 
+
 # ------------------------------------------------------------------ the command tree, in full
+class _RootGroup(OneLineErrors):
+    """The root command: one-line errors, and flags shown without a ``<bool>`` type (typer's
+    rich help prints a type beside every option, flags included)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _hide_flag_types(self)
+
+
+def _hide_flag_types(command: Command) -> None:
+    for param in command.params:
+        _hide_type_of_flag(param)
+    make_help_option = command.get_help_option  # --help is made per call: hide its type too
+
+    def help_option(ctx: Context) -> Any:
+        option = make_help_option(ctx)
+        _hide_type_of_flag(option)
+        return option
+
+    command.get_help_option = help_option  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub)
+
+
+def _hide_type_of_flag(param: Any) -> None:
+    if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+        param.metavar = ""
+
+
 app = typer.Typer(
-    cls=OneLineErrors,
+    cls=_RootGroup,
     help="Progressive Class-level Distillation: train teachers, distil students, evaluate.",
     no_args_is_help=True,
     add_completion=False,
@@ -45,6 +79,7 @@ app = typer.Typer(
 app.add_typer(pcd_core_cli.app)  # models, methods, data, teacher, distill, eval
 app.add_typer(serve_app)  # serve
 app.add_typer(study_app, name="study")
+study_app.add_typer(remote_app)  # submit, watch, list, show, trials, cancel, resume, delete
 app.add_typer(reproduce_app, name="reproduce")
 
 
@@ -66,19 +101,6 @@ def _main(
     """Progressive Class-level Distillation: train teachers, distil students, evaluate."""
 
 
-def _overrides(values: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            fail(f"--set {item!r}: expected dotted.key=value, e.g. budget.trials=6", USAGE_ERROR)
-        try:
-            out[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
-
-
 @study_app.command("spaces")
 def study_spaces() -> None:
     """List the built-in search spaces."""
@@ -89,20 +111,52 @@ def study_spaces() -> None:
 
 @study_app.command("run")
 def study_run(
-    spec: str = typer.Argument(..., help="a YAML file, or a built-in space name"),
-    study_dir: Path = typer.Option(None, "--study-dir", help="default runs/studies/<name>"),
-    set_: list[str] = typer.Option([], "--set", help="override, e.g. budget.trials=6"),
-    ray_address: str = typer.Option(None, envvar="PCD_RAY_ADDRESS", help="default: local Ray"),
-    tracking_uri: str = typer.Option(None, envvar="PCD_MLFLOW_TRACKING_URI"),
-    optuna_storage: str = typer.Option(None, envvar="PCD_OPTUNA_STORAGE"),
-    data_root: Path = typer.Option(DEFAULT_DATA_ROOT, envvar="PCD_DATA_ROOT"),
-    teacher_root: Path = typer.Option(DEFAULT_TEACHER_ROOT, envvar="PCD_TEACHER_ROOT"),
-    num_cpus: int = typer.Option(None, help="CPUs of a local Ray"),
-    quiet: bool = typer.Option(False, "--quiet", help="no live table"),
+    spec: Annotated[str, typer.Argument(help="a YAML file, or a built-in space name")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="study folder; default runs/studies/<name>")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override, e.g. budget.trials=6"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", envvar="PCD_RAY_ADDRESS", help="default: a local Ray"),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="PCD_MLFLOW_TRACKING_URI",
+            help="MLflow tracking URI; default: the study folder's own store",
+        ),
+    ] = None,
+    optuna_storage: Annotated[
+        str | None,
+        typer.Option(
+            "--optuna-storage",
+            envvar="PCD_OPTUNA_STORAGE",
+            help="Optuna storage URL; default: in the study folder",
+        ),
+    ] = None,
+    data_root: Annotated[
+        Path, typer.Option("--data-root", envvar="PCD_DATA_ROOT", help="data folder")
+    ] = DEFAULT_DATA_ROOT,
+    teacher_root: Annotated[
+        Path,
+        typer.Option("--teacher-root", envvar="PCD_TEACHER_ROOT", help="stored teachers' folder"),
+    ] = DEFAULT_TEACHER_ROOT,
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus", help="CPUs of a local Ray")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no live table of the trials")
+    ] = False,
+    study_dir: Annotated[
+        Path | None, typer.Option("--study-dir", hidden=True, help="deprecated: use --out")
+    ] = None,
 ) -> None:
-    """Run a study to the end (or resume it, if --study-dir holds a started one)."""
+    """Run a study to the end (or resume it, if --out holds a started one)."""
     try:
-        study = load_spec(spec, _overrides(set_))
+        study = load_spec(spec, parse_overrides(set_ or []))
     except SpecError as err:
         fail(str(err), USAGE_ERROR)
     from service.ranking import ranked
@@ -110,7 +164,7 @@ def study_run(
     from service.runner.study import StudyError, run_study
     from service.settings import RunnerSettings
 
-    folder = study_dir or Path("runs") / "studies" / study.name
+    folder = out or study_dir or Path("runs") / "studies" / study.name
     settings = RunnerSettings(
         tracking_uri=tracking_uri,
         optuna_storage=optuna_storage,
@@ -363,7 +417,7 @@ def _print_reproduction(console: Console, data: dict[str, Any]) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="port"),
-    log_level: str = typer.Option("info"),
+    log_level: str = typer.Option("info", help="uvicorn's: critical, error, warning, info, debug"),
 ) -> None:
     """Run the REST API (settings from PCD_* environment variables; see README)."""
     import uvicorn
@@ -397,132 +451,6 @@ def _check_database(url: str) -> None:
         except Exception:
             where = "an unparseable URL"
         fail(f"the study database (PCD_DATABASE_URL, {where}) is unusable: {type(err).__name__}")
-
-
-def _client():
-    import os
-
-    from service.client import PcdClient
-
-    url = os.environ.get("PCD_API_URL", "http://127.0.0.1:8000")
-    return PcdClient(url, token=os.environ.get("PCD_API_TOKEN"))
-
-
-def _api_call(fn):
-    from service.client import ApiError
-
-    try:
-        return fn()
-    except ApiError as err:
-        code = USAGE_ERROR if 400 <= err.status < 500 else RUNTIME_ERROR
-        fail(err.detail if err.status else str(err), code)
-
-
-def _progress_line(study: dict[str, Any]) -> str:
-    t = study["trials"]
-    best = study.get("best") or {}
-    return (
-        f"{study['id'][:8]} {study['status']:9s} trials: {t['running']} running, "
-        f"{t['completed']} completed, {t['stopped_early']} stopped early, {t['failed']} "
-        f"failed, {t['pending']} pending; best {best.get('value')}"
-    )
-
-
-@study_app.command("submit")
-def study_submit(
-    spec: str = typer.Argument(..., help="a YAML/JSON file, or a built-in space name"),
-    set_: list[str] = typer.Option([], "--set", help="override, e.g. budget.trials=6"),
-    watch: bool = typer.Option(False, "--watch", help="follow the study to the end"),
-    validate_only: bool = typer.Option(False, "--validate-only"),
-    idempotency_key: str = typer.Option(None, "--idempotency-key"),
-) -> None:
-    """Submit a study to the service (PCD_API_URL, PCD_API_TOKEN)."""
-    path = Path(spec)
-    if path.is_file():
-        try:
-            body = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            fail(f"{path}: not valid YAML ({err})", USAGE_ERROR)
-        for key, value in _overrides(set_).items():  # applied server-side for named spaces
-            node = body
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    else:
-        body = {"search_space": spec, "overrides": _overrides(set_)}
-    with _client() as client:
-        result = _api_call(
-            lambda: client.submit(
-                body, validate_only=validate_only, idempotency_key=idempotency_key
-            )
-        )
-        if validate_only:
-            typer.echo("valid")
-            return
-        typer.echo(f"submitted {result['id']} ({result['status']})")
-        if watch:
-            console = Console()
-            with console.status("waiting") as status:
-                final = _api_call(
-                    lambda: client.wait(
-                        result["id"], on_update=lambda s: status.update(_progress_line(s))
-                    )
-                )
-            console.print(_progress_line(final))
-            if final.get("promotion"):
-                for label, stats in final["promotion"].items():
-                    console.print(
-                        f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f}"
-                        f" ({stats['seeds']} seeds)"
-                    )
-            if final["status"] != "succeeded":
-                fail(f"study {final['status']}: {final.get('error')}")
-
-
-@study_app.command("list")
-def study_list(status: str = typer.Option(None), limit: int = typer.Option(50)) -> None:
-    """List studies."""
-    with _client() as client:
-        page = _api_call(lambda: client.studies(status=status, limit=limit))
-    for study in page["items"]:
-        typer.echo(_progress_line(study) + f"  {study['name']}")
-    typer.echo(f"{page['total']} studies")
-
-
-@study_app.command("show")
-def study_show(study_id: str) -> None:
-    """Show a study as JSON."""
-    import json
-
-    with _client() as client:
-        typer.echo(json.dumps(_api_call(lambda: client.study(study_id)), indent=1))
-
-
-@study_app.command("trials")
-def study_trials(study_id: str, limit: int = typer.Option(50)) -> None:
-    """A study's trials, best first."""
-    with _client() as client:
-        page = _api_call(lambda: client.trials(study_id, limit=limit))
-    for t in page["items"]:
-        typer.echo(
-            f"{t['trial_id']} {t['status']:9s} {t['outcome'] or '-':13s} "
-            f"epochs {t['epochs']:3d} best {t['best']}  {t['config']}"
-        )
-
-
-@study_app.command("cancel")
-def study_cancel(study_id: str) -> None:
-    """Cancel a study."""
-    with _client() as client:
-        typer.echo(_api_call(lambda: client.cancel(study_id))["status"])
-
-
-@study_app.command("resume")
-def study_resume(study_id: str) -> None:
-    """Resume a failed or cancelled study."""
-    with _client() as client:
-        typer.echo(_api_call(lambda: client.resume(study_id))["status"])
 
 
 if __name__ == "__main__":

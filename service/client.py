@@ -10,20 +10,37 @@ import httpx
 
 
 class ApiError(RuntimeError):
-    """An error answer of the service, with its problem+json detail."""
+    """An error answer of the service, with its problem+json detail (status 0: no answer)."""
 
     def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"{status}: {detail}")
+        super().__init__(f"{status}: {detail}" if status else detail)
         self.status = status
         self.detail = detail
+
+
+class StudyIdError(ValueError):
+    """An id prefix that names no study, or more than one."""
+
+
+FULL_ID_LENGTH = 32  # the store's ids: uuid4 hex
+LIST_PAGE = 500  # the most studies the list endpoint returns at once
 
 
 class PcdClient:
     """``PcdClient("http://127.0.0.1:8000", token="...")``."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -38,7 +55,11 @@ class PcdClient:
         try:
             response = self._http.request(method, path, **kw)
         except httpx.HTTPError as err:
-            raise ApiError(0, f"cannot reach {self._http.base_url}: {err}") from None
+            where = str(self._http.base_url).rstrip("/")
+            reason = str(err) or type(err).__name__
+            raise ApiError(
+                0, f"cannot reach {where}: {reason} (set PCD_API_URL to the API's address)"
+            ) from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -68,6 +89,33 @@ class PcdClient:
         if status:
             params["status"] = status
         return self._call("GET", "/v1/studies", params=params)
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the one study whose id starts with ``id_or_prefix`` (the short ids
+        `pcd study list` prints work); StudyIdError for none or several."""
+        prefix = id_or_prefix.strip().lower()
+        if not prefix:
+            raise StudyIdError("a study id (or a unique prefix of one) is required")
+        if len(prefix) >= FULL_ID_LENGTH:
+            return prefix  # a full id: the API answers 404 if there is no such study
+        matches: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.studies(offset=offset, limit=LIST_PAGE)
+            matches += [s for s in page["items"] if s["id"].startswith(prefix)]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                break
+        if not matches:
+            raise StudyIdError(f"no study id starts with {prefix!r} (see `pcd study list`)")
+        if len(matches) > 1:
+            shown = ", ".join(f"{s['id'][:12]} ({s['name']}, {s['status']})" for s in matches[:10])
+            more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+            raise StudyIdError(
+                f"id prefix {prefix!r} matches {len(matches)} studies: {shown}{more}; "
+                "give more characters"
+            )
+        return matches[0]["id"]
 
     def study(self, study_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/studies/{study_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from .conftest import VENV_BIN
@@ -37,9 +38,9 @@ def test_submit_watch_list_show(api) -> None:
     study_id = run.stdout.split()[1]
     listed = _pcd(api, "study", "list", token="ro-token")
     assert listed.returncode == 0 and "1 studies" in listed.stdout
-    assert '"status": "succeeded"' in _pcd(api, "study", "show", study_id).stdout
-    trials = _pcd(api, "study", "trials", study_id)
-    assert trials.returncode == 0 and len(trials.stdout.strip().splitlines()) == 2
+    assert '"status": "succeeded"' in _pcd(api, "study", "show", study_id, "--json").stdout
+    trials = _pcd(api, "study", "trials", study_id[:8], "--json")
+    assert trials.returncode == 0 and len(json.loads(trials.stdout)["items"]) == 2
 
     bad = _pcd(api, "study", "submit", "pcd-digits", "--set", "budget.trials=0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
