@@ -93,7 +93,7 @@ def test_a_driver_rides_out_an_mlflow_outage(tmp_path, mlflow_server, proxy) -> 
         "promotion.seeds": 0,
     }
     args = [str(VENV_BIN / "pcd"), "study", "run", "pcd-digits", "--quiet", "--num-cpus", "2"]
-    args += ["--study-dir", str(study_dir), "--tracking-uri", proxy.url]
+    args += ["--out", str(study_dir), "--tracking-uri", proxy.url]
     args += [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
     driver_log = StudyFolder(tmp_path).driver_log
     log = driver_log.open("w")

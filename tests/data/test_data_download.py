@@ -113,7 +113,7 @@ def test_cli_download_ok_and_error(tmp_path, cifar100_archive):
     runner = CliRunner()
     root = tmp_path / "cli"
     ok = runner.invoke(
-        data_app, ["download", "cifar100", "--root", str(root), "--url", url, "--md5", md5]
+        data_app, ["download", "cifar100", "--data-root", str(root), "--url", url, "--md5", md5]
     )
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.strip().endswith("cifar-100-python")
@@ -121,7 +121,7 @@ def test_cli_download_ok_and_error(tmp_path, cifar100_archive):
     bad_root = tmp_path / "cli-bad"
     bad = runner.invoke(
         data_app,
-        ["download", "cifar100", "--root", str(bad_root), "--url", url, "--md5", "f" * 32],
+        ["download", "cifar100", "--data-root", str(bad_root), "--url", url, "--md5", "f" * 32],
     )
     assert bad.exit_code == 1
     lines = bad.stderr.strip().splitlines()
@@ -129,12 +129,14 @@ def test_cli_download_ok_and_error(tmp_path, cifar100_archive):
     assert "Traceback" not in bad.output
     assert _leftovers(bad_root) == []
 
-    unknown = runner.invoke(data_app, ["download", "imagenet", "--root", str(root)])
+    unknown = runner.invoke(data_app, ["download", "imagenet", "--data-root", str(root)])
     assert unknown.exit_code == 1 and len(unknown.stderr.strip().splitlines()) == 1
 
-    info = runner.invoke(data_app, ["info", "cifar100", "--root", str(root), "--split", "test"])
+    info = runner.invoke(
+        data_app, ["info", "cifar100", "--data-root", str(root), "--split", "test"]
+    )
     assert info.exit_code == 0 and "10 images" in info.stdout
-    missing = runner.invoke(data_app, ["info", "cifar10", "--root", str(tmp_path / "nope")])
+    missing = runner.invoke(data_app, ["info", "cifar10", "--data-root", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "pcd data download cifar10" in missing.stderr
 
 

@@ -41,7 +41,7 @@ def _study_args(
         "run",
         "pcd-digits",
         "--quiet",
-        "--study-dir",
+        "--out",
         str(study_dir),
         "--tracking-uri",
         tracking,

@@ -40,7 +40,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(study_dir: Path, *sets: str):
-    args = ["study", "run", "pcd-digits", "--study-dir", str(study_dir), *COMMON, *sets]
+    args = ["study", "run", "pcd-digits", "--out", str(study_dir), *COMMON, *sets]
     return run_cli(args, _env())
 
 

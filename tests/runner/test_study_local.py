@@ -17,7 +17,7 @@ def test_local_study_from_the_command_line(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     study_dir = tmp_path / "local"
-    args = ["study", "run", "pcd-digits", "--study-dir", str(study_dir), "--num-cpus", "2", *SETS]
+    args = ["study", "run", "pcd-digits", "--out", str(study_dir), "--num-cpus", "2", *SETS]
     proc = run_cli(args, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "leaderboard" in proc.stdout

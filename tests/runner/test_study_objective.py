@@ -36,7 +36,7 @@ def _run_study(folder: StudyFolder) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     sets = [arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]
-    args = ["study", "run", "pcd-digits", "--study-dir", str(folder.path), *sets]
+    args = ["study", "run", "pcd-digits", "--out", str(folder.path), *sets]
     proc = run_cli([*args, "--num-cpus", "3", "--quiet"], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
