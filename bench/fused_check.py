@@ -11,6 +11,10 @@
 - training step: resnet32x4 -> resnet8x4 at batch 256, bf16 + channels_last, the step of kd,
   of pcd S=3 fused and of pcd S=3 vectorised, interleaved (acceptance: fused <= 1.05x kd).
 
+Also gpu_check's check ``step_capture`` (:func:`check_step_capture`): the same training step of
+kd and pcd S=3 eager, with torch.compile'd models, with the whole forward_train compiled, and
+captured as one CUDA graph, side by side (a measurement: the trainer enables none of them).
+
 Run it alone with ``python bench/gpu_check.py --only fused_loss``. On a CPU the kernel runs in
 Triton's interpreter (set here before triton is imported) at tiny sizes: a rehearsal of this
 code whose timings mean nothing.
@@ -18,17 +22,19 @@ code whose timings mean nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 
 from pcd_core.losses import JointSchedule, fused_pcd, kd_loss, pcd_loss
+from pcd_core.models import build_model
 
 ACCEPT_AGREEMENT = 1e-5
 ACCEPT_LOSS_RATIO = {(1024, 1000): 1.5, (256, 100): 2.0}
@@ -202,8 +208,6 @@ def train_step(
     dev: torch.device, quick: bool, teacher_arch: str, student_arch: str, rig_cls: type
 ) -> dict[str, Any]:
     """Step time of kd, pcd S=3 fused and pcd S=3 vectorised, interleaved rounds."""
-    from pcd_core.models import build_model
-
     on_cuda = dev.type == "cuda"
     batch = 8 if quick else 256
     warm, rounds, steps = (0, 1, 1) if quick else (5, 5, 20)
@@ -254,6 +258,195 @@ def train_step(
     }
 
 
+# ------------------------------------------------- the step: eager, compiled, CUDA graph
+# cheapest to build first: the compilations may run past the budget
+STEP_VARIANTS = ("eager", "cuda graph", "compiled models", "compiled model+loss")
+CAPTURE_METHODS = {"kd": ("kd", {}), "pcd S=3": ("pcd", {"stages": 3})}
+# past this many seconds, variants not yet built are skipped (each compile takes a while)
+CAPTURE_BUDGET_S = 300
+
+
+def _variant_rig(
+    variant: str, method: str, dev: torch.device, teachers: dict[str, Any], setup: dict[str, Any]
+) -> Any:
+    """A gpu_check rig whose step runs as ``variant`` (the graph is captured later)."""
+    name, opts = CAPTURE_METHODS[method]
+    teacher = teachers["compiled" if variant == "compiled models" else "eager"]
+    rig = setup["rig_cls"](
+        dev, teacher, setup["student"], name, opts, setup["batch"], setup["batch"] * 16, False,
+        setup["amp"],
+    )  # fmt: skip
+    if variant == "compiled models":  # the loss stays eager: the fused kernel on CUDA
+        rig.distiller.student = torch.compile(rig.distiller.student, backend=setup["backend"])
+    elif variant == "compiled model+loss":  # pcd_loss traced: its vectorised path, compiled
+        rig.distiller.forward_train = torch.compile(
+            rig.distiller.forward_train, backend=setup["backend"]
+        )
+    return rig
+
+
+def _captured_step(rig: Any, warm: int) -> Callable[[Any], None]:
+    """The rig's whole train_step (forward, backward, SGD, metrics) as one CUDA graph; each
+    call copies the batch into the captured input tensors and replays it.
+
+    EpochTally's sums are rebound (not added in place), so a replayed tally keeps only the
+    last step's terms: right for timing, to be made in-place before a trainer uses graphs."""
+    dev = rig.dev
+    batch = rig.next_batch()  # own copies: the loader may reuse its batch memory
+    static = dataclasses.replace(
+        batch, images=batch.images.clone(), labels=batch.labels.clone(), index=batch.index.clone()
+    )
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture wants
+        for _ in range(max(warm, 3)):
+            rig.step(static)
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        rig.step(static)
+
+    def step(batch: Any) -> None:
+        static.images.copy_(batch.images)
+        static.labels.copy_(batch.labels)
+        static.index.copy_(batch.index)
+        graph.replay()
+
+    return step
+
+
+def _build_variant(
+    variant: str, dev: torch.device, teachers: dict[str, Any], setup: dict[str, Any]
+) -> dict[str, tuple[Any, Callable[[Any], None]]]:
+    """(rig, step function) per method, warmed up (compiled or captured)."""
+    built = {}
+    for method in CAPTURE_METHODS:
+        rig = _variant_rig(variant, method, dev, teachers, setup)
+        if variant == "cuda graph":
+            step = _captured_step(rig, setup["warm"])
+        else:
+            step = rig.step
+            for _ in range(setup["warm"]):  # the first compiled call compiles
+                step(rig.next_batch())
+        built[method] = (rig, step)
+    return built
+
+
+def _time_steps(
+    built: dict[tuple[str, str], tuple[Any, Callable[[Any], None]]],
+    dev: torch.device,
+    rounds: int,
+    steps: int,
+) -> dict[tuple[str, str], float]:
+    """Median ms per step of every (variant, method), interleaved rounds."""
+    on_cuda = dev.type == "cuda"
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in built}
+    for _ in range(rounds):
+        for key, (rig, step) in built.items():
+            batches = [rig.next_batch() for _ in range(steps)]
+            if on_cuda:
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            for batch in batches:
+                step(batch)
+            if on_cuda:
+                torch.cuda.synchronize(dev)
+            times[key].append((time.perf_counter() - start) / steps * 1e3)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def check_step_capture(
+    dev: torch.device, quick: bool, teacher_arch: str, student_arch: str, *, rig_cls: type
+) -> dict[str, Any]:
+    """gpu_check's ``step_capture`` check: the training step of kd and pcd S=3 eager, with
+    torch.compile'd models (the loss eager: the fused kernel), with the whole forward_train
+    compiled (pcd_loss traced: its vectorised path, compiled) and as one CUDA graph, side by
+    side. A measurement only: neither is enabled in the trainer.
+
+    On a CPU a rehearsal: tiny sizes, torch.compile with the ``eager`` backend (Dynamo's
+    tracing without code generation), no graph; the timings mean nothing.
+    """
+    # the CPU rehearsal takes the loss's CUDA path too: the fused kernel in the interpreter
+    # (set up before torch.compile imports triton)
+    fused_here = _prepare(dev) is None
+    on_cuda = dev.type == "cuda"
+    batch = 4 if quick else 256
+    warm, rounds, steps = (1, 1, 1) if quick else (5, 5, 20)
+    setup = {
+        "rig_cls": rig_cls,
+        "student": student_arch,
+        "batch": batch,
+        "amp": on_cuda,
+        "warm": warm,
+        "backend": "inductor" if on_cuda else "eager",
+    }
+    fmt = torch.channels_last if on_cuda else torch.contiguous_format
+    torch.manual_seed(1)
+    teacher = build_model(teacher_arch, 100).to(dev, memory_format=fmt)
+    teachers = {"eager": teacher, "compiled": torch.compile(teacher, backend=setup["backend"])}
+    with fused_on(dev) if fused_here else nullcontext():
+        variants, built = _build_variants(dev, teachers, setup)
+        ms = _time_steps(built, dev, rounds, steps)
+    _step_ratios(variants, ms)
+    for (variant, method), (rig, _) in built.items():
+        variants[variant].setdefault("last_loss", {})[method] = float(rig.tally.totals[-1])
+    return {
+        "status": "ok",
+        "rehearsal": not on_cuda,
+        "teacher": teacher_arch,
+        "student": student_arch,
+        "batch": batch,
+        "compile_backend": setup["backend"],
+        "fused_loss_in_eager_steps": fused_here,
+        "timing": f"median of {rounds} rounds x {steps} steps after {warm} warm-up",
+        "variants": variants,
+        "fastest_pcd": min(
+            (v for v in variants if "ms_per_step" in variants[v]),
+            key=lambda v: variants[v]["ms_per_step"]["pcd S=3"],
+            default=None,
+        ),
+    }
+
+
+def _build_variants(
+    dev: torch.device, teachers: dict[str, Any], setup: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], tuple[Any, Callable[[Any], None]]]]:
+    """Every variant that builds within the budget: (status per variant, rigs and steps)."""
+    started = time.perf_counter()
+    built: dict[tuple[str, str], tuple[Any, Callable[[Any], None]]] = {}
+    variants: dict[str, dict[str, Any]] = {}
+    for variant in STEP_VARIANTS:
+        if variant == "cuda graph" and dev.type != "cuda":
+            variants[variant] = {"status": "skipped: needs CUDA"}
+            continue
+        if time.perf_counter() - started > CAPTURE_BUDGET_S:
+            variants[variant] = {"status": f"skipped: past the {CAPTURE_BUDGET_S} s budget"}
+            continue
+        t0 = time.perf_counter()
+        try:
+            for method, pair in _build_variant(variant, dev, teachers, setup).items():
+                built[(variant, method)] = pair
+            variants[variant] = {"status": "ok"}
+        except Exception as err:  # one variant failing (a compile, a capture) is a result
+            variants[variant] = {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
+        variants[variant]["build_s"] = round(time.perf_counter() - t0, 1)
+    return variants, built
+
+
+def _step_ratios(variants: dict[str, dict[str, Any]], ms: dict[tuple[str, str], float]) -> None:
+    """Per variant: ms per step, pcd / kd, and the speed-up over the eager step."""
+    eager = {m: ms.get(("eager", m)) for m in CAPTURE_METHODS}
+    for variant, entry in variants.items():
+        own = {m: ms[(variant, m)] for m in CAPTURE_METHODS if (variant, m) in ms}
+        if len(own) != len(CAPTURE_METHODS):
+            continue
+        entry["ms_per_step"] = {m: round(v, 3) for m, v in own.items()}
+        entry["pcd_over_kd"] = round(own["pcd S=3"] / own["kd"], 3)
+        if all(eager.values()):
+            entry["pcd_over_eager_kd"] = round(own["pcd S=3"] / eager["kd"], 3)  # type: ignore[operator]
+            entry["speedup_over_eager"] = {m: round(eager[m] / v, 3) for m, v in own.items()}  # type: ignore[operator]
+
+
 def check_fused(
     dev: torch.device,
     quick: bool,
@@ -300,6 +493,34 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
         lines.append(f"    fused host sync: {res['launches']['fused_host_sync']}")
     lines.append(f"    acceptance met: {res['acceptance_met']} (interpreter: {res['interpreter']})")
     return lines
+
+
+def capture_summary_lines(res: dict[str, Any]) -> list[str]:
+    """gpu_check's log lines for ``step_capture``."""
+    lines = []
+    for variant, entry in res.get("variants", {}).items():
+        if "ms_per_step" not in entry:
+            lines.append(f"    {variant}: {entry['status']} {entry.get('error', '')}".rstrip())
+            continue
+        cells = "  ".join(f"{m} {v:.2f} ms" for m, v in entry["ms_per_step"].items())
+        lines.append(
+            f"    {variant}: {cells}  pcd/kd {entry['pcd_over_kd']}  speed-up over eager "
+            f"{entry.get('speedup_over_eager')}  (built in {entry['build_s']} s)"
+        )
+    fastest, rehearsal = res.get("fastest_pcd"), res.get("rehearsal")
+    lines.append(f"    fastest pcd step: {fastest} (rehearsal: {rehearsal})")
+    return lines
+
+
+def capture_headline(res: dict[str, Any]) -> dict[str, Any]:
+    """The numbers to read first of ``step_capture``."""
+    return {
+        "fastest_pcd": res.get("fastest_pcd"),
+        "pcd_over_kd": {v: e.get("pcd_over_kd") for v, e in res.get("variants", {}).items()},
+        "pcd_over_eager_kd": {
+            v: e.get("pcd_over_eager_kd") for v, e in res.get("variants", {}).items()
+        },
+    }
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,10 @@ Checks, in order (cheap and essential first):
   training-step ratio (bench/fused_check.py).
 - ``loss_bench``: forward+backward medians (CUDA events) of kd_loss, pcd S=3/S=5 and the naive
   masked loop at B=256/1024 x C=100/1000, ratios, peak memory.
+- ``step_capture``: the resnet32x4 -> resnet8x4 step (batch 256) of kd and pcd S=3 eager,
+  with torch.compile'd models, with the whole forward_train compiled and as one captured CUDA
+  graph, as ratios (bench/fused_check.py): which of them to adopt. Several compilations: run
+  it alone with ``--only step_capture``.
 
     python bench/gpu_check.py --out gpu_check.json            # on the GPU machine
     python bench/gpu_check.py --quick --device cpu --out x.json   # CPU smoke run (tests)
@@ -993,6 +997,10 @@ def check_fused_loss(dev: torch.device, quick: bool, teacher_arch: str, student_
     )
 
 
+def check_step_capture(dev: torch.device, quick: bool, teacher_arch: str, student_arch: str):
+    return fused_check.check_step_capture(dev, quick, teacher_arch, student_arch, rig_cls=_Rig)
+
+
 # ----------------------------------------------------------------------------- driver
 def environment(dev: torch.device) -> dict[str, Any]:
     env: dict[str, Any] = {
@@ -1071,6 +1079,8 @@ def summarise(name: str, res: dict[str, Any]) -> list[str]:
                 )
     elif name == "fused_loss":
         lines += fused_check.summary_lines(res)
+    elif name == "step_capture":
+        lines += fused_check.capture_summary_lines(res)
     elif name == "loss_bench" and "rows" in res:
         for r in res["rows"]:
             cells = "  ".join(f"{k} {v:.3f} ms" for k, v in r["ms"].items())
@@ -1087,6 +1097,8 @@ def headline(checks: dict[str, Any]) -> dict[str, Any]:
         out["sync_problems"] = checks["no_host_sync"]["problems"]
     if "fused_loss" in checks:
         out["fused_loss"] = fused_check.headline(checks["fused_loss"])
+    if "step_capture" in checks:
+        out["step_capture"] = fused_check.capture_headline(checks["step_capture"])
     for label, tab in checks.get("train_throughput", {}).get("batches", {}).items():
         m = tab["methods"]
         out[f"throughput {label}"] = {
@@ -1128,6 +1140,7 @@ def main(argv: list[str] | None = None) -> int:
         ("train_e2e", lambda: check_train_e2e(dev, q, teacher, student), 150),
         ("train_throughput", lambda: check_train_throughput(dev, q, teacher, student), 150),
         ("loss_bench", lambda: check_loss_bench(dev, q), 120),
+        ("step_capture", lambda: check_step_capture(dev, q, teacher, student), 420),
     ]
     if args.only:
         unknown = set(args.only) - {c[0] for c in checks}

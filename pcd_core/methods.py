@@ -228,7 +228,10 @@ class PCDOptions(_Options):
 class PCDMethod(_Registered):
     options: PCDOptions
     name: str = "pcd"
-    _phased: dict[int, PhasedSchedule] = field(default_factory=dict, compare=False, repr=False)
+    # the schedule per run length, built once (the step reads it every batch)
+    _schedules: dict[int, JointSchedule | PhasedSchedule] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def check(self, num_classes: int) -> None:
         if self.options.schedule != "released" and self.options.stages > num_classes:
@@ -239,12 +242,16 @@ class PCDMethod(_Registered):
 
     def group_counts(self, epoch: int, total_epochs: int) -> list[int]:
         """The stage list used at ``epoch`` (1-based) of a ``total_epochs`` run."""
-        o = self.options
-        if o.schedule == "phased":
-            if total_epochs not in self._phased:
-                self._phased[total_epochs] = PhasedSchedule(o.stages, total_epochs, o.directions)
-            return self._phased[total_epochs].group_counts(epoch)
-        return JointSchedule(o.stages, o.directions).group_counts(epoch)
+        schedule = self._schedules.get(total_epochs)
+        if schedule is None:
+            o = self.options
+            schedule = (
+                PhasedSchedule(o.stages, total_epochs, o.directions)
+                if o.schedule == "phased"
+                else JointSchedule(o.stages, o.directions)
+            )
+            self._schedules[total_epochs] = schedule
+        return schedule.group_counts(epoch)
 
     def losses(self, student_logits, teacher_logits, target, *, epoch, total_epochs):
         o = self.options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, get_args
 
 Direction = Literal["both", "f2c", "c2f"]  # the allowed values, here only
@@ -26,6 +27,19 @@ def coarse_to_fine(stages: int) -> list[int]:
     return list(range(1, stages + 1))
 
 
+@cache
+def stage_passes(stages: int, directions: Direction) -> tuple[int, ...]:
+    """The k of every stage of the selected passes, in order (``both``: F2C then C2F).
+
+    Built once per (S, directions): the schedules read it every training step.
+    """
+    if directions == "f2c":
+        return tuple(fine_to_coarse(stages))
+    if directions == "c2f":
+        return tuple(coarse_to_fine(stages))
+    return tuple(fine_to_coarse(stages) + coarse_to_fine(stages))
+
+
 @dataclass(frozen=True)
 class JointSchedule:
     """Every step uses every stage of the selected passes.
@@ -42,11 +56,7 @@ class JointSchedule:
 
     def group_counts(self, epoch: int) -> list[int]:
         """The stage list for ``epoch`` (the same for every epoch)."""
-        if self.directions == "f2c":
-            return fine_to_coarse(self.stages)
-        if self.directions == "c2f":
-            return coarse_to_fine(self.stages)
-        return fine_to_coarse(self.stages) + coarse_to_fine(self.stages)
+        return list(stage_passes(self.stages, self.directions))
 
 
 @dataclass(frozen=True)
@@ -71,18 +81,14 @@ class PhasedSchedule:
     @property
     def phases(self) -> list[int]:
         """The k of each phase, in order."""
-        if self.directions == "f2c":
-            return fine_to_coarse(self.stages)
-        if self.directions == "c2f":
-            return coarse_to_fine(self.stages)
-        return fine_to_coarse(self.stages) + coarse_to_fine(self.stages)
+        return list(stage_passes(self.stages, self.directions))
 
     def phase_index(self, epoch: int) -> int:
         if epoch < 1:
             raise ValueError(f"epochs count from 1, got {epoch}")
-        phases = len(self.phases)
+        phases = len(stage_passes(self.stages, self.directions))
         return min((epoch - 1) * phases // self.epochs, phases - 1)
 
     def group_counts(self, epoch: int) -> list[int]:
         """The single stage active in ``epoch``."""
-        return [self.phases[self.phase_index(epoch)]]
+        return [stage_passes(self.stages, self.directions)[self.phase_index(epoch)]]

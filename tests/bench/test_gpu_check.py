@@ -19,6 +19,7 @@ CHECKS = (
     "train_e2e",
     "train_throughput",
     "loss_bench",
+    "step_capture",
 )
 CUDA_ONLY = {"no_host_sync"}
 
@@ -68,6 +69,18 @@ def test_fused_check_rehearsed_the_kernel_in_the_interpreter(report) -> None:
     assert res["agreement"]["worst_fp32"]["grad"] < 1e-5
     assert {"kd_loss", "pcd S=3 fused", "pcd S=3 vectorised"} <= set(res["speed"]["rows"][0]["ms"])
     assert set(res["train_step"]["ratio_to_kd"]) == {"kd", "pcd S=3 fused", "pcd S=3 vectorised"}
+
+
+def test_step_capture_rehearsed_its_variants(report) -> None:
+    res = report["checks"]["step_capture"]
+    assert res["rehearsal"] is True and res["compile_backend"] == "eager"
+    variants = res["variants"]
+    assert variants["cuda graph"]["status"] == "skipped: needs CUDA"
+    for name in ("eager", "compiled models", "compiled model+loss"):
+        assert variants[name]["status"] == "ok", variants[name]
+        assert set(variants[name]["ms_per_step"]) == {"kd", "pcd S=3"}
+        assert variants[name]["pcd_over_kd"] > 0
+    assert res["fastest_pcd"] in variants
 
 
 def test_sync_check_exercised_its_code_without_claiming_a_pass(report) -> None:
