@@ -15,7 +15,7 @@ router = APIRouter(
     prefix="/v1/schemas",
     tags=["schemas"],
     dependencies=[ReadAccess],
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),  # 422: FastAPI would declare its own
 )
 
 
