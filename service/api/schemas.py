@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.store import StudyStatus
 from service.study_files import TrialOutcome
 
+
+def _in_utc(moment: datetime) -> datetime:
+    # the store writes UTC; SQLite gives it back without the zone, which a client would
+    # read as its own local time (and OpenAPI's date-time format requires an offset)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_in_utc)]
 # MLflow's run statuses, as a trial's run has them
 RunStatus = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
 # A trial in the study's own words: the names of the study's trial counters (TrialCounters;
@@ -58,10 +66,10 @@ class StudyOut(BaseModel):
     )
     error: str | None = None
     attempts: int
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
     trials: TrialCounters = Field(default_factory=TrialCounters)
     best: BestTrial | None = None
     promotion: dict[str, Any] = Field(default_factory=dict)
