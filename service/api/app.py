@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from service.api.errors import add_problem_handlers
 from service.api.limits import LimitsAndMetrics
 from service.api.metrics import Metrics
-from service.api.routes import health, search_spaces, studies
+from service.api.openapi import add_study_schemas
+from service.api.routes import health, json_schemas, search_spaces, studies
 from service.api.validation import SpecValidator
 from service.api.views import StudyViews
 from service.control.supervisor import Supervisor
@@ -54,6 +55,7 @@ def create_app(
         version="0.1.0",
         description="Distillation studies: submit, follow, compare in MLflow.",
         lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},  # /docs keeps the token on reload
     )
     app.state.settings = settings
     app.state.tokens = tokens
@@ -67,6 +69,7 @@ def create_app(
         requests_total=metrics.requests_total,
     )
     add_problem_handlers(app)
-    for router in (health.router, search_spaces.router, studies.router):
+    for router in (health.router, search_spaces.router, studies.router, json_schemas.router):
         app.include_router(router)
+    add_study_schemas(app)
     return app

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.errors import ApiError
 from service.api.validation import SpecValidator
@@ -46,28 +47,35 @@ ViewsDep = Annotated[StudyViews, Depends(get_views)]
 SpecValidatorDep = Annotated[SpecValidator, Depends(get_spec_validator)]
 
 
-def _scope_of(request: Request, authorization: str | None) -> str:
-    """The scope ("rw" or "ro") of the request's bearer token; 401 without a known one."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+# Declared as OpenAPI's bearer scheme so that /docs can authorize; auto_error=False: its own
+# 403 for a missing header would replace our 401 problem with its WWW-Authenticate challenge
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerToken",
+    description="a token from PCD_API_TOKENS: read-write (`rw`) or read-only (`ro`)",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+def _scope_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The scope ("rw" or "ro") of the request's bearer token; 401 without a known one.
+    Headers only: the body is not read here."""
+    if credentials is None:
         raise ApiError(401, "send Authorization: Bearer <token>", _CHALLENGE)
-    scope = request.app.state.tokens.get(authorization[7:].strip())
+    scope = request.app.state.tokens.get(credentials.credentials.strip())
     if scope is None:
         raise ApiError(401, "unknown token", _CHALLENGE)
     return scope
 
 
-async def require_read(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> str:
+async def require_read(request: Request, credentials: Credentials) -> str:
     """Any known token reads."""
-    return _scope_of(request, authorization)
+    return _scope_of(request, credentials)
 
 
-async def require_write(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> str:
+async def require_write(request: Request, credentials: Credentials) -> str:
     """Only a read-write token writes (403 for a read-only one)."""
-    scope = _scope_of(request, authorization)
+    scope = _scope_of(request, credentials)
     if scope != "rw":
         raise ApiError(403, "this token is read-only; writes need a read-write token")
     return scope

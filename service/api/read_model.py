@@ -16,7 +16,8 @@ import httpx
 from sqlalchemy import text
 
 from search_spaces.schema import Objective
-from service.api.schemas import BestTrial, TrialCounters, TrialOut
+from service.api.schemas import BestTrial, TrialCounters, TrialOut, TrialState
+from service.api.trial_config import typed_config
 from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
@@ -99,6 +100,23 @@ def _reading(record: StudyRecord) -> Iterator[None]:
         raise TrackingUnavailable(str(err)) from None
 
 
+def trial_state(run: Any) -> TrialState:
+    """A trial's run in the study's words (one of the counters' names)."""
+    outcome = run.data.tags.get(Tags.OUTCOME)
+    if run.info.status == "RUNNING":
+        return "running"
+    if run.info.status == "FAILED" or outcome == TrialOutcome.failed:
+        return "failed"
+    if outcome == TrialOutcome.stopped_early:
+        return "stopped_early"
+    return "completed"
+
+
+def _outcome(tag: str | None) -> TrialOutcome | None:
+    """The outcome tag if it is one of ours (a run tagged by hand is shown without one)."""
+    return TrialOutcome(tag) if tag in set(TrialOutcome) else None
+
+
 def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = None):
     """Counters, best trial, promotion and MLflow link; TrackingUnavailable if MLflow does
     not answer (``runs``: use these instead of reading them)."""
@@ -108,15 +126,8 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
         with _reading(record):
             runs = _child_runs(_client(settings, record, state), state)
     for run in runs:
-        outcome = run.data.tags.get(Tags.OUTCOME)
-        if run.info.status == "RUNNING":
-            counters.running += 1
-        elif run.info.status == "FAILED" or outcome == TrialOutcome.failed:
-            counters.failed += 1
-        elif outcome == TrialOutcome.stopped_early:
-            counters.stopped_early += 1
-        else:
-            counters.completed += 1
+        counted = trial_state(run)
+        setattr(counters, counted, getattr(counters, counted) + 1)
     trials = record.spec.get("budget", {}).get("trials", 0)
     counters.pending = max(0, trials - len(runs))
     summary = _summary(record)
@@ -147,6 +158,7 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
     state = _study_state(record)
     client = _client(settings, record, state)
     objective = Objective.model_validate(record.spec.get("objective") or {})
+    space = record.spec.get("space") or {}
     for run in _child_runs(client, state):
         metrics = {k: float(v) for k, v in run.data.metrics.items()}
         history = client.get_metric_history(run.info.run_id, objective.metric)
@@ -154,10 +166,11 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
         out.append(
             TrialOut(
                 trial_id=tags.get(Tags.TRIAL_ID, ""),
+                state=trial_state(run),
                 status=run.info.status,
-                outcome=tags.get(Tags.OUTCOME),
+                outcome=_outcome(tags.get(Tags.OUTCOME)),
                 epochs=int(tags.get(Tags.EPOCHS, "0") or 0),
-                config=dict(run.data.params),
+                config=typed_config(run.data.params, space),
                 last=metrics,
                 best=best_value([m.value for m in history], objective.mode),
                 error=tags.get(Tags.ERROR),

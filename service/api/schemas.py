@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from service.store import StudyStatus
+from service.study_files import TrialOutcome
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # the store writes UTC; SQLite gives it back without the zone, which a client would
+    # read as its own local time (and OpenAPI's date-time format requires an offset)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_in_utc)]
+# MLflow's run statuses, as a trial's run has them
+RunStatus = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+# A trial in the study's own words: the names of the study's trial counters (TrialCounters;
+# their "pending" counts trials not started yet, which have no run to show)
+TrialState = Literal["running", "completed", "stopped_early", "failed"]
 
 
 class NamedSpaceRequest(BaseModel):
@@ -25,6 +42,8 @@ class Links(BaseModel):
 
 
 class TrialCounters(BaseModel):
+    """How many of the study's trials are in each TrialState, and not started yet (pending)."""
+
     pending: int = 0
     running: int = 0
     completed: int = 0
@@ -41,13 +60,16 @@ class BestTrial(BaseModel):
 class StudyOut(BaseModel):
     id: str
     name: str
-    status: str
+    status: StudyStatus = Field(
+        description="queued -> running -> succeeded | failed | cancelled; a failed or "
+        "cancelled study can be resumed (back to queued)"
+    )
     error: str | None = None
     attempts: int
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
     trials: TrialCounters = Field(default_factory=TrialCounters)
     best: BestTrial | None = None
     promotion: dict[str, Any] = Field(default_factory=dict)
@@ -66,10 +88,18 @@ class StudyPage(BaseModel):
 
 class TrialOut(BaseModel):
     trial_id: str
-    status: str
-    outcome: str | None = None
+    state: TrialState = Field(
+        description="the trial in the study's words, as counted in the study's `trials`"
+    )
+    status: RunStatus = Field(description="the status of the trial's MLflow run")
+    outcome: TrialOutcome | None = Field(
+        None, description="how the trial ended, once it did (the run's pcd.outcome tag)"
+    )
     epochs: int = 0
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict,
+        description="the trial's configuration, typed as in the study's search space",
+    )
     last: dict[str, float] = Field(default_factory=dict, description="last epoch's metrics")
     best: float | None = Field(
         None,

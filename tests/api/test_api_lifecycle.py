@@ -73,6 +73,11 @@ def test_trials_report_their_best_and_last_epochs(finished) -> None:
     for item in trials["items"]:  # best over the epochs, last = the final epoch's
         assert item["best"] >= item["last"]["val_top1"]
     assert trials["items"][0]["best"] == done["best"]["value"]
+    for item in trials["items"]:  # typed as in the space, though MLflow keeps strings
+        config = item["config"]
+        assert type(config["stages"]) is int and type(config["temperature"]) is float
+        assert config["warmup"] == 2 and config["schedule"] in ("joint", "phased")
+        assert item["state"] in ("completed", "stopped_early") and item["status"] == "FINISHED"
 
 
 def test_a_running_study_is_cancelled_and_resumed(finished) -> None:

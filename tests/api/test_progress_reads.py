@@ -31,9 +31,10 @@ def test_a_store_being_created_is_not_opened(tmp_path) -> None:
     assert folder.mlflow_db.read_bytes() == half_made
 
 
-def _study_with_runs(tmp_path, trials, spec=None) -> StudyRecord:
+def _study_with_runs(tmp_path, trials, spec=None, params=None) -> StudyRecord:
     """A study folder whose (real, SQLite) MLflow store holds a parent run and ``trials``
-    runs as the driver leaves them: (trial id, run status, tags, {metric: per-epoch values})."""
+    runs as the driver leaves them: (trial id, run status, tags, {metric: per-epoch values});
+    ``params``: trial id -> the params logged on its run."""
     from mlflow.tracking import MlflowClient
 
     from service.runner.study import ensure_experiment
@@ -47,6 +48,8 @@ def _study_with_runs(tmp_path, trials, spec=None) -> StudyRecord:
         run = client.create_run(
             experiment_id, tags={Tags.PARENT_RUN: parent, Tags.TRIAL_ID: trial, **tags}
         ).info.run_id
+        for key, value in (params or {}).get(trial, {}).items():
+            client.log_param(run, key, value)
         for metric, values in history.items():
             for epoch, value in enumerate(values, start=1):
                 client.log_metric(run, metric, value, step=epoch)

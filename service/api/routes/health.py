@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api import read_model
@@ -27,7 +27,7 @@ def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # documented as the text it is
 def metrics(request: Request, store: StoreDep) -> Response:
     exposition = request.app.state.metrics.exposition(store)
     return Response(exposition, media_type=CONTENT_TYPE_LATEST)

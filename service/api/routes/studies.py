@@ -22,6 +22,7 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ApiError
+from service.api.openapi import STUDY_REQUEST_REF
 from service.api.schemas import (
     StudyOut,
     StudyPage,
@@ -41,7 +42,7 @@ SPEC_BODY = {
         "description": "a study spec, or {search_space: NAME, overrides: {dotted.key: value}}",
         "content": {
             JSON: {
-                "schema": {"type": "object", "additionalProperties": True},
+                "schema": STUDY_REQUEST_REF,
                 "example": {"search_space": "pcd-digits", "overrides": {"budget.trials": 4}},
             }
         },
@@ -54,6 +55,13 @@ router = APIRouter(
     prefix="/v1/studies", tags=["studies"], responses=problem_responses(401, 422, 503)
 )
 WRITE_ERRORS = problem_responses(403, 404, 409)
+SUBMIT_200 = {
+    200: {
+        "description": "validate_only: the spec as it would run; else the study that an "
+        "earlier request with this Idempotency-Key created",
+        "model": ValidationOut | StudyOut,
+    }
+}
 
 
 def _self_url(request: Request, study_id: str) -> str:
@@ -89,8 +97,8 @@ def _existing_for_write(store: Store, views: StudyViews, study_id: str) -> None:
     "",
     status_code=201,
     dependencies=[WriteAccess],
-    response_model=StudyOut | ValidationOut,
-    responses=problem_responses(403, 409, 413),
+    response_model=StudyOut,
+    responses={**SUBMIT_200, **problem_responses(403, 409, 413)},
     openapi_extra=SPEC_BODY,
 )
 async def submit(
