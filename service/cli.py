@@ -236,7 +236,9 @@ def reproduce_cifar100(
     ),
     out: Path = typer.Option(Path("runs/reproduce"), help="studies, table.md and table.json"),
     teacher_root: Path = typer.Option(
-        Path("."), envvar="PCD_TEACHER_ROOT", help="teachers live in ROOT/teachers/cifar100/"
+        DEFAULT_TEACHER_ROOT,
+        envvar="PCD_TEACHER_ROOT",
+        help="teacher checkpoints (the service's teacher root): ROOT/cifar100/<arch>.pt",
     ),
     cpus_per_run: float = typer.Option(1.0, help="Ray CPUs of each training run"),
     gpus_per_run: float = typer.Option(0.0, help="Ray GPUs of each training run (e.g. 0.5)"),

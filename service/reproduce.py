@@ -31,8 +31,6 @@ from search_spaces.reproduce import METHOD_NAMES, Benchmark, Pair, study_spec
 from search_spaces.schema import StudySpec
 from service.study_files import StudyFolder, StudySummary, mlflow_store_uri
 
-TEACHER_DIR = "teachers"
-
 FOOTNOTES = [
     "best epoch: the highest test top-1 over the epochs of each run, which is what the "
     "literature reports as its number; it is selected on the test set, so it is optimistic.",
@@ -109,10 +107,11 @@ def _csv(text: str) -> list[str]:
 
 
 def teacher_relpath(bench: Benchmark, arch: str, epochs: int) -> str:
-    """``teachers/cifar100/<arch>.pt`` for the standard recipe, ``<arch>-e<N>.pt`` otherwise
-    (a short-run teacher must never pass for a standard one)."""
+    """``cifar100/<arch>.pt`` (under the teacher root, as every teacher checkpoint of a study
+    is) for the standard recipe, ``<arch>-e<N>.pt`` otherwise (a short-run teacher must never
+    pass for a standard one)."""
     suffix = "" if epochs == bench.epochs else f"-e{epochs}"
-    return f"{TEACHER_DIR}/{bench.benchmark}/{arch}{suffix}.pt"
+    return f"{bench.benchmark}/{arch}{suffix}.pt"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_every_pair_validates_and_builds() -> None:
                 method,
                 epochs=240,
                 seeds=3,
-                teacher_checkpoint=f"teachers/cifar100/{pair.teacher}.pt",
+                teacher_checkpoint=f"cifar100/{pair.teacher}.pt",
                 teacher_hash=None,
             )
             assert spec.is_fixed and spec.promotion.seeds == 3
@@ -190,3 +190,23 @@ def test_reproduce_on_a_cluster(tmp_path, ray_cluster) -> None:
     table = json.loads((tmp_path / "runs" / "reproduce" / "table.json").read_text())
     kd = next(r for r in table["rows"] if r["method"] == "kd")
     assert kd["status"] == "done" and kd["ours"]["last_epoch"]["n"] == 2
+
+
+def test_teachers_live_under_the_service_teacher_root() -> None:
+    """PCD_TEACHER_ROOT means one folder for the API, the drivers and `pcd reproduce` alike:
+    reproduce kept its teachers in ROOT/teachers/cifar100/ with a root of `.` by default."""
+    import click
+    import typer
+
+    from service.cli import app
+    from service.reproduce import teacher_relpath
+    from service.settings import DEFAULT_TEACHER_ROOT
+
+    bench = load_benchmark("cifar100")
+    assert teacher_relpath(bench, "resnet56", bench.epochs) == "cifar100/resnet56.pt"
+    assert teacher_relpath(bench, "resnet56", 2) == "cifar100/resnet56-e2.pt"
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    command = root.get_command(ctx, "reproduce").get_command(ctx, "cifar100")
+    (option,) = [p for p in command.params if p.name == "teacher_root"]
+    assert Path(option.default) == DEFAULT_TEACHER_ROOT and option.envvar == "PCD_TEACHER_ROOT"
