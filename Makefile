@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 # without an NVIDIA GPU (PyPI's Linux torch is a multi-GB CUDA build), else PyPI.
 TORCH_INDEX_URL ?= $(if $(shell command -v nvidia-smi 2>/dev/null),https://pypi.org/simple,https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup deploy-tools demo test bench report lint clean rehearse-compose
+.PHONY: setup deploy-tools demo test test-heavy bench report lint clean rehearse-compose
 
 setup: $(STAMP) deploy-tools
 
@@ -42,6 +42,11 @@ demo: $(STAMP)
 
 test: $(STAMP) deploy-tools
 	$(PY) -m pytest -q
+
+# The end-to-end rehearsals beyond make test's 15-minute budget (marker `heavy`: the process
+# topology, reproduce, two-node studies, the CLI against a real server); .ci/run runs them too.
+test-heavy: $(STAMP) deploy-tools
+	$(PY) -m pytest -q -m heavy
 
 bench: $(STAMP)
 	$(PY) bench/loss_bench.py

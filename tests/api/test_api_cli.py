@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from .conftest import VENV_BIN
+
+pytestmark = pytest.mark.heavy  # a real server and study; tests/cli covers the commands in process
 
 
 def _pcd(api, *args: str, token: str = "rw-token") -> subprocess.CompletedProcess:

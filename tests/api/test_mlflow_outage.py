@@ -76,6 +76,7 @@ def test_reads_during_an_outage_answer_the_last_known_state(
         assert not after["stale"] and after["items"] == trials["items"]
 
 
+@pytest.mark.heavy  # a 10 s cut under a whole study; the fault suite cuts MLflow in make test
 def test_a_driver_rides_out_an_mlflow_outage(tmp_path, mlflow_server, proxy) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env.update(

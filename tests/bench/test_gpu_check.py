@@ -38,6 +38,7 @@ def report(tmp_path_factory) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_every_check_ran_and_passed_or_is_skipped_for_lack_of_cuda(report) -> None:
     assert report["format"] == "pcd-gpu-check/1"
     assert set(report["checks"]) == set(CHECKS)
@@ -49,6 +50,7 @@ def test_every_check_ran_and_passed_or_is_skipped_for_lack_of_cuda(report) -> No
     assert report["environment"]["device"] == "cpu"
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_correctness_covers_the_options_and_is_tight(report) -> None:
     res = report["checks"]["loss_correctness"]
     labels = " ".join(r["case"] for r in res["cases"])
@@ -63,6 +65,7 @@ def test_correctness_covers_the_options_and_is_tight(report) -> None:
                for r in bf16)  # fmt: skip
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_fused_check_rehearsed_the_kernel_in_the_interpreter(report) -> None:
     res = report["checks"]["fused_loss"]
     assert res["interpreter"] is True
@@ -71,6 +74,7 @@ def test_fused_check_rehearsed_the_kernel_in_the_interpreter(report) -> None:
     assert set(res["train_step"]["ratio_to_kd"]) == {"kd", "pcd S=3 fused", "pcd S=3 vectorised"}
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_step_capture_rehearsed_its_variants(report) -> None:
     res = report["checks"]["step_capture"]
     assert res["rehearsal"] is True and res["compile_backend"] == "eager"
@@ -83,6 +87,7 @@ def test_step_capture_rehearsed_its_variants(report) -> None:
     assert res["fastest_pcd"] in variants
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_sync_check_exercised_its_code_without_claiming_a_pass(report) -> None:
     res = report["checks"]["no_host_sync"]
     assert "needs CUDA" in res["note"]
@@ -91,6 +96,7 @@ def test_sync_check_exercised_its_code_without_claiming_a_pass(report) -> None:
     assert set(res["train_epoch_warn_mode"]) == {"kd", "pcd S=3 + logit bank"}
 
 
+@pytest.mark.heavy  # the whole GPU check rehearsed on CPU (make test-heavy)
 def test_e2e_throughput_and_bench_report_numbers(report) -> None:
     e2e = report["checks"]["train_e2e"]["runs"]
     assert set(e2e) == {"teacher ce", "student pcd S=3", "student kd + logit bank"}

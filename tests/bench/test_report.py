@@ -44,7 +44,7 @@ def _fake_fashion(folder: Path, n_train: int = 900, n_test: int = 600) -> None:
         _write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # the report rehearsed end to end (make test-heavy)
 def test_quick_report_end_to_end(tmp_path: Path) -> None:
     report = _load_report()
     source, out, docs = tmp_path / "fmnist", tmp_path / "runs", tmp_path / "docs"

@@ -12,7 +12,10 @@ import threading
 from pathlib import Path
 
 import psutil
+import pytest
 from pcd_testing.processes import alive
+
+pytestmark = pytest.mark.heavy  # the whole topology as processes: make test-heavy
 
 ROOT = Path(__file__).resolve().parents[2]
 

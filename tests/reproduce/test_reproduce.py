@@ -119,7 +119,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
     write_cifar(tmp_path / "data", n_train=128, n_test=100)
     common = ["reproduce", "cifar100", "--pairs", "resnet56-resnet20", "--seeds", "2"]
@@ -173,7 +173,7 @@ def test_reproduce_end_to_end_teacher_once_and_resumable(tmp_path) -> None:
     assert "Ray" not in third.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_reproduce_on_a_cluster(tmp_path, ray_cluster) -> None:
     """The same command on an existing two-node cluster (PCD_RAY_ADDRESS): teacher and seeds
     run as Ray tasks there, not on a local Ray."""

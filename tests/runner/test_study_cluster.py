@@ -21,6 +21,8 @@ from service.study_files import EXPERIMENT, StudyFolder, Tags, mlflow_store_uri,
 
 from .conftest import VENV_BIN, run_cli, wait_for
 
+pytestmark = pytest.mark.heavy  # two-node studies; the fault suite covers the cluster in make test
+
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
