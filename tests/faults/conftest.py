@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from pcd_testing.mlflow_audit import RunAudit, audit
 from pcd_testing.processes import alive, matching, stop, tree, wait_for
@@ -221,7 +222,8 @@ def stack(request, tmp_path, cluster, mlflow_server, teacher_root) -> Iterator[S
             # what is left of this test: drivers of its studies, anything below the API
             left = [p for p in tree(api.started) if alive(p)]
             left += [p for p in matching(str(tmp_path)) if p not in left]
-            s.figures["orphans"] = [" ".join(p.cmdline())[:200] for p in left if alive(p)]
+            commands = [_command(p) for p in left if alive(p)]
+            s.figures["orphans"] = [c for c in commands if c is not None]
             stop(left)
             db.close()
             mlflow.close()
@@ -233,6 +235,14 @@ def stack(request, tmp_path, cluster, mlflow_server, teacher_root) -> Iterator[S
                 }
             )
     assert not s.figures["orphans"], s.figures["orphans"]
+
+
+def _command(p: psutil.Process) -> str | None:
+    """A live process's command line; None once it has exited (a zombie: nothing reaps it)."""
+    try:
+        return " ".join(p.cmdline())[:200]
+    except psutil.Error:
+        return None
 
 
 def pytest_sessionfinish(session) -> None:

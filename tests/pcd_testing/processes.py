@@ -53,7 +53,8 @@ def tree(pids: Iterable[int]) -> list[psutil.Process]:
 
 
 def matching(*markers: str) -> list[psutil.Process]:
-    """Live processes with any of ``markers`` in their command line (not this one)."""
+    """Live processes with any of ``markers`` in their command line (not this one); each
+    carries the command line it was matched on in ``p.info["cmdline"]``."""
     procs = []
     for p in psutil.process_iter(["cmdline"]):
         try:

@@ -74,9 +74,10 @@ class Api:
 
 def drivers(marker: str) -> list[psutil.Process]:
     """Live study drivers whose command line names ``marker`` (a study id or folder)."""
-    return [
-        p for p in matching("service.runner.launch") if any(marker in part for part in p.cmdline())
-    ]
+    # the command line read once, by matching: a driver that has just exited is a zombie here
+    # (nothing reaps it), and asking for its command line again would raise
+    launchers = matching("service.runner.launch")
+    return [p for p in launchers if any(marker in part for part in p.info["cmdline"] or [])]
 
 
 def start_mlflow(root: Path, backend: str | None = None) -> tuple[subprocess.Popen, str]:
