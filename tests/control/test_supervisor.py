@@ -254,6 +254,7 @@ class _StubbornDriver(Supervisor):
             "import pathlib, signal, time\n"
             f"mark = pathlib.Path({str(folder / 'term.txt')!r})\n"
             "signal.signal(signal.SIGTERM, lambda *a: mark.write_text('term'))\n"
+            "mark.with_name('ready.txt').write_text('ready')\n"
             "while True: time.sleep(0.05)\n"
         )
         return [sys.executable, "-c", code]
@@ -271,6 +272,8 @@ def test_a_cancel_does_not_hold_the_supervisor_while_its_driver_stops(tmp_path) 
     supervisor.reconcile()
     assert store.get(slow.id).status == store.get(other.id).status == "running"
     folder = supervisor.study_dir(slow.id)
+    # its SIGTERM handler is set (a SIGTERM before it would simply end the process)
+    assert wait_for(lambda: (folder / "ready.txt").is_file(), 60, 0.05)
     cancelling = threading.Thread(target=supervisor.cancel, args=(slow.id,))
     cancelling.start()
     try:
