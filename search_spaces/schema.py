@@ -270,6 +270,13 @@ class Promotion(_Strict):
         description="also evaluate test after every epoch and report the best epoch's test "
         "top-1 (the literature's 'best'; selected on test, so reported beside the last epoch)",
     )
+    registered_model_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="register the promoted student (seed 0, last epoch) in MLflow's model "
+        "registry under this name; a new version per study. Unset: the model is logged to "
+        "the run 'promoted seed 0' only",
+    )
 
 
 def _with_option(fixed: dict[str, Any], name: str, value: Any) -> dict[str, Any]:

@@ -205,7 +205,7 @@ class Reproduction:
         import ray
 
         from pcd_core.train import TrainConfig
-        from service.runner.study import train_remote
+        from service.runner.remote import train_remote
 
         refs = {}
         for arch in missing:

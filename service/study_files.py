@@ -40,7 +40,7 @@ class Tags:
     RUN_NAME = "mlflow.runName"
     # the parent run
     STUDY = "pcd.study"  # the study folder's name
-    KIND = "pcd.kind"  # "study"
+    KIND = "pcd.kind"  # a RunKind: "study" on the parent
     FIXED = "pcd.fixed"  # "true": a fixed-configuration study (no search)
     BEST_TRIAL_ID = "pcd.best_trial_id"  # the trial the study ranked first
     FAILED_TRIALS = "pcd.failed_trials"  # how many trials failed
@@ -55,6 +55,25 @@ class Tags:
     RESTORE_NOTE = "pcd.restore_note"  # finished after Tune's last snapshot before a crash
     # either: why it failed, one line
     ERROR = "pcd.error"
+    # promotion, baseline and teacher runs (children without a trial id; runner.promotion)
+    LABEL = "pcd.label"  # "best" or "baseline_<method>" (as StudyFolder.promotion_dir)
+    SEED = "pcd.seed"
+    MODEL_ERROR = "pcd.model_error"  # why the promoted model could not be logged
+    # MLflow's system tags (the UI's user, source, commit and description)
+    USER = "mlflow.user"
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    GIT_COMMIT = "mlflow.source.git.commit"
+    NOTE = "mlflow.note.content"
+
+
+class RunKind(enum.StrEnum):
+    """What a run of a study is (``Tags.KIND``); trial runs carry ``Tags.TRIAL_ID`` instead."""
+
+    study = "study"  # the parent
+    promotion = "promotion"  # the best configuration retrained on train+val, one seed
+    baseline = "baseline"  # a baseline method at its defaults, one seed
+    teacher = "teacher"  # the teacher the study trained
 
 
 class TrialOutcome(enum.StrEnum):
@@ -67,8 +86,14 @@ class TrialOutcome(enum.StrEnum):
 
 
 def child_runs_filter(parent_run_id: str) -> str:
-    """The MLflow search filter for a study's trial runs."""
-    return f"tags.`{Tags.PARENT_RUN}` = '{parent_run_id}'"
+    """The MLflow search filter for a study's trial runs (children with a trial id: the
+    promotion, baseline and teacher runs are children of the parent run too)."""
+    return f"tags.`{Tags.PARENT_RUN}` = '{parent_run_id}' and tags.`{Tags.TRIAL_ID}` IS NOT NULL"
+
+
+def study_runs_filter(parent_run_id: str, kind: str) -> str:
+    """The MLflow search filter for a study's child runs of one RunKind."""
+    return f"tags.`{Tags.PARENT_RUN}` = '{parent_run_id}' and tags.`{Tags.KIND}` = '{kind}'"
 
 
 def sqlite_uri(path: Path) -> str:

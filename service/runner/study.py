@@ -22,16 +22,17 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from pcd_core.compare import mean_std
 from pcd_core.data import load_dataset
 from pcd_core.methods import needs_teacher
 from pcd_core.models import build_model, count_parameters
 from pcd_core.run_dir import RunDir
-from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
+from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank
 from search_spaces.schema import StudySpec
 from service.ranking import at_best_epoch_key, best_index, best_value, ranked, running_best
 from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
+from service.runner.promotion import log_promotion, log_study_inputs, parent_tags, promote
+from service.runner.remote import remote_opts, train_remote
 from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
 from service.runner.tracking import RetryingClient
@@ -39,6 +40,7 @@ from service.runner.trainable import TrialContext, run_trial, trial_config
 from service.settings import RunnerSettings
 from service.study_files import (
     EXPERIMENT,
+    RunKind,
     StudyFolder,
     StudyState,
     StudySummary,
@@ -122,28 +124,8 @@ def warm_up(settings: RunnerSettings, workers: int = 2) -> None:
 
 
 @ray.remote
-def train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    """One fixed-configuration training run on a Ray worker (promotion, teachers,
-    reproductions); resumes from its folder."""
-    import torch
-
-    torch.set_num_threads(1)
-    result = train(TrainConfig.model_validate(config_json), Path(out_dir), resume=True)
-    return {
-        "test": result.test,
-        "teacher_artifact": str(result.teacher_artifact) if result.teacher_artifact else None,
-        "teacher_hash": result.teacher_hash,
-        "best_val_top1": result.best_val_top1,
-    }
-
-
-@ray.remote
 def _prefill_remote(config_json: dict[str, Any]) -> int:
     return prefill_logit_bank(TrainConfig.model_validate(config_json))
-
-
-def _remote_opts(spec: StudySpec) -> dict[str, Any]:
-    return {"num_cpus": spec.resources.cpus, "num_gpus": spec.resources.gpus}
 
 
 @dataclass
@@ -181,7 +163,12 @@ def _parent_run(
     if run_id is None:
         run = client.create_run(
             experiment_id,
-            tags={Tags.RUN_NAME: spec.name, Tags.STUDY: study_dir.name, Tags.KIND: "study"},
+            tags={
+                Tags.RUN_NAME: spec.name,
+                Tags.STUDY: study_dir.name,
+                Tags.KIND: RunKind.study,
+                **parent_tags(spec),
+            },
         )
         run_id = run.info.run_id
         client.log_dict(run_id, spec.model_dump(mode="json"), state.folder.spec_file.name)
@@ -225,7 +212,7 @@ def _teacher(
         seed=spec.seed,
     )
     out = ray.get(
-        train_remote.options(**_remote_opts(spec)).remote(
+        train_remote.options(**remote_opts(spec)).remote(
             config.model_dump(mode="json"), str(state.folder.teacher_dir)
         )
     )
@@ -353,6 +340,7 @@ def _run_tracked(
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)
+    log_study_inputs(tracking, spec, state.folder, data_root, teacher)
     logit_bank = settings.logit_bank_root or state.folder.logit_bank_dir
     ctx = TrialContext(
         spec_json=spec.model_dump(mode="json"),
@@ -367,7 +355,7 @@ def _run_tracked(
         phase("logit bank")
         # a fixed study only trains on the whole training split (the promotion's runs)
         probe = trial_config(ctx, {}, val_fraction=0.0 if spec.is_fixed else None)
-        ray.get(_prefill_remote.options(**_remote_opts(spec)).remote(probe.model_dump(mode="json")))
+        ray.get(_prefill_remote.options(**remote_opts(spec)).remote(probe.model_dump(mode="json")))
     if spec.is_fixed:
         return _finish_fixed(spec, ctx, tracking, state, phase)
     return _search(spec, ctx, settings, state, tracking, callbacks, phase)
@@ -410,9 +398,8 @@ def _search(
         trials=rows,
     )
     phase("promotion")
-    result.promotion = _promote(spec, ctx, best_row.config, state)
+    result.promotion = _promote(spec, ctx, best_row.config, state, t)
     _log_plots(t, storage, study_name, best_row.trial_id, spec, state.folder)
-    _log_promotion(t.client, t.parent_run_id, result.promotion)
     _write_summary(t.client, result, state)
     return result
 
@@ -561,19 +548,6 @@ def close_failed_runs(tracking: _Tracking, error: str) -> None:
         log.warning("could not close the study's MLflow runs", exc_info=True)
 
 
-def _log_promotion(client: MlflowClient, run_id: str, promotion: dict[str, dict[str, Any]]) -> None:
-    for label, stats in promotion.items():
-        client.log_metric(run_id, f"{label}.test_top1_mean", stats["mean"])
-        client.log_metric(run_id, f"{label}.test_top1_std", stats["std"])
-        if "best_epoch" in stats:
-            client.log_metric(
-                run_id, f"{label}.best_epoch_test_top1_mean", stats["best_epoch"]["mean"]
-            )
-            client.log_metric(
-                run_id, f"{label}.best_epoch_test_top1_std", stats["best_epoch"]["std"]
-            )
-
-
 def _write_summary(client: MlflowClient, result: StudySummary, state: _StateFile) -> None:
     client.log_dict(result.parent_run_id, result.to_json(), state.folder.summary_file.name)
     client.set_terminated(result.parent_run_id, status="FINISHED")
@@ -605,56 +579,25 @@ def _finish_fixed(
         best_value=None,
         best_trial_id=None,
         trials=[],
-        promotion=_promote(spec, ctx, config, state),
+        promotion=_promote(spec, ctx, config, state, tracking),
     )
-    _log_promotion(client, parent_run_id, result.promotion)
     _write_summary(client, result, state)
     return result
 
 
 def _promote(
-    spec: StudySpec, ctx: TrialContext, best: dict[str, Any], state: _StateFile
+    spec: StudySpec,
+    ctx: TrialContext,
+    config: dict[str, Any],
+    state: _StateFile,
+    tracking: _Tracking,
 ) -> dict[str, dict[str, Any]]:
-    """Retrain the best configuration (and the baselines at their defaults) on the whole
-    training split with several seeds; test accuracy of the last epoch, mean +- std (and of
-    the best epoch on test, labelled as such, with ``promotion.test_each_epoch``)."""
-    seeds = range(spec.promotion.seeds)
-    if not seeds:
-        return {}
-    jobs: dict[str, list[Any]] = {}
-    runs = [("best", spec.method, best)] + [
-        (f"baseline_{m}", m, {}) for m in spec.promotion.baselines
-    ]
-    for label, method, params in runs:
-        configs = [
-            trial_config(ctx, params, method=method, seed=seed, val_fraction=0.0) for seed in seeds
-        ]
-        if spec.promotion.test_each_epoch:
-            configs = [c.model_copy(update={"test_each_epoch": True}) for c in configs]
-        jobs[label] = [
-            train_remote.options(**_remote_opts(spec)).remote(
-                config.model_dump(mode="json"),
-                str(state.folder.promotion_dir(label, seed)),
-            )
-            for seed, config in zip(seeds, configs, strict=True)
-        ]
-    out = {}
-    for label, refs in jobs.items():
-        results = ray.get(refs)
-        tops = [float(r["test"]["last"]["top1"]) for r in results]
-        out[label] = {**mean_std(tops)._asdict(), "seeds": len(tops), "test_top1": tops}
-        best = [r["test"]["best_test_epoch"] for r in results if "best_test_epoch" in r["test"]]
-        if best:
-            top1 = [float(b["top1"]) for b in best]
-            out[label]["best_epoch"] = {
-                **mean_std(top1)._asdict(),
-                "test_top1": top1,
-                "epochs": [int(b["epoch"]) for b in best],
-                "selected_on": "test",
-            }
-    state.data.promotion = out
+    """Retrain ``config`` (and the baselines) over the seeds, keep the result in study.json
+    and record it in MLflow (service.runner.promotion)."""
+    state.data.promotion = promote(spec, ctx, config, state.folder)
     state.save()
-    return out
+    log_promotion(tracking, spec, state.folder, state.data.promotion, config, ctx.data_root)
+    return state.data.promotion
 
 
 def _log_plots(

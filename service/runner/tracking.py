@@ -5,14 +5,20 @@ answered (4xx: a bad request, a missing run) are raised at once."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from service.study_files import Tags
 
 log = logging.getLogger(__name__)
 OUTAGE_ENV = "PCD_MLFLOW_OUTAGE_S"
@@ -68,3 +74,37 @@ class RetryingClient:
             return call_with_retry(attr, *args, budget_s=self.budget_s, **kwargs)
 
         return retried
+
+
+SOURCE_NAME = "pcd study"
+
+
+@cache
+def _git_commit() -> str | None:
+    """The commit of the checkout this code runs from; None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def system_tags() -> dict[str, str]:
+    """MLflow's system tags of a run the driver creates: who (mlflow.user), what (the
+    source's name and type, JOB) and, from a git checkout, which commit (best effort)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name in this container
+        user = str(os.getuid())
+    tags = {Tags.USER: user, Tags.SOURCE_NAME: SOURCE_NAME, Tags.SOURCE_TYPE: "JOB"}
+    commit = _git_commit()
+    if commit:
+        tags[Tags.GIT_COMMIT] = commit
+    return tags
