@@ -49,7 +49,7 @@ def _runs(study_dir: Path):
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [r for r in runs if Tags.PARENT_RUN not in r.data.tags]
-    children = [r for r in runs if Tags.PARENT_RUN in r.data.tags]
+    children = [r for r in runs if Tags.TRIAL_ID in r.data.tags]  # trials (not promotion)
     return parents, children
 
 

@@ -4,6 +4,7 @@ run all name the same best trial, with the same value (its best epoch's)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import optuna
@@ -12,7 +13,14 @@ from mlflow.tracking import MlflowClient
 from service.api.read_model import trials as api_trials
 from service.settings import Settings
 from service.store import StudyRecord
-from service.study_files import EXPERIMENT, StudyFolder, Tags, child_runs_filter
+from service.study_files import (
+    EXPERIMENT,
+    RunKind,
+    StudyFolder,
+    Tags,
+    child_runs_filter,
+    study_runs_filter,
+)
 
 from .conftest import run_cli
 
@@ -83,3 +91,14 @@ def test_a_val_loss_study_names_one_best_trial_everywhere(tmp_path) -> None:
     parent = client.get_run(summary.parent_run_id).data
     assert parent.tags[Tags.BEST_TRIAL_ID] == lowest.trial_id
     assert parent.metrics["best_val_loss"] == lowest.best
+
+    # its promotion is a child run of the parent beside the trials (which the API counts),
+    # with the best configuration, and the parent's summary is that run's test_top1
+    (promoted,) = client.search_runs(
+        [experiment], study_runs_filter(summary.parent_run_id, RunKind.promotion)
+    )
+    assert promoted.info.run_name == "promoted seed 0"
+    assert json.loads(promoted.data.params["config"]) == lowest.config
+    top1 = promoted.data.metrics["test_top1"]
+    assert summary.promotion["best"]["test_top1"] == [top1]
+    assert parent.metrics["promoted_test_top1_mean"] == top1 and len(runs) == 3
