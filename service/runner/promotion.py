@@ -46,12 +46,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import ray
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pcd_core.compare import mean_std
 from pcd_core.data import ImageData, load_dataset
+from pcd_core.methods import needs_teacher
 from pcd_core.run_dir import RunDir
 from pcd_core.train import EpochMetrics, load_teacher
 from pcd_core.train.trainer import dataset_fingerprint
@@ -155,7 +156,8 @@ def study_note(spec: StudySpec) -> str:
             "`*_best_test_epoch_top1_*`: the best epoch's test top-1, **selected on test** "
             "(optimistic; the literature's number), beside the last epoch's."
         )
-    parts.append("`teacher_test_top1`: the teacher's test top-1 (its best-on-val weights).")
+    if needs_teacher(spec.method):
+        parts.append("`teacher_test_top1`: the teacher's test top-1 (its best-on-val weights).")
     return "\n\n".join(parts)
 
 
@@ -273,15 +275,18 @@ def _log_seed_run(
     client, run_dir = tracking.client, RunDir(folder.promotion_dir(label, seed))
     summary = run_dir.read_summary() or {}
     config = summary.get("config", {})
-    for key, value in {
+    params_out = {
         "method": method,
         "config": json.dumps(params, default=str) if label == PROMOTED else "defaults",
         "seed": seed,
         "epochs": config.get("epochs"),
         "trained_on": TRAINED_ON,
-    }.items():
-        client.log_param(run_id, key, value)
-    client.set_tag(run_id, Tags.NOTE, _seed_note(label, spec.promotion.test_each_epoch))
+    }
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in params_out.items()],
+        tags=[RunTag(Tags.NOTE, _seed_note(label, spec.promotion.test_each_epoch))],
+    )
     client.log_dict(run_id, config, "train_config.json")
     client.log_inputs(run_id, datasets=data.inputs)
     _log_run_metrics(client, run_id, run_dir, summary)
@@ -339,19 +344,10 @@ def _requirements() -> list[str]:
     return [f"torch=={version}", f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"]
 
 
-def _log_model(
-    tracking: Tracked, run_id: str, run_dir: RunDir, data: StudyData, registered: str | None
-) -> None:
-    """The seed run's last-epoch student as the MLflow model ``model`` (signature and input
-    example from two normalised test images; pcd_core's code inside, so that it loads where
-    torch is installed), registered as ``registered`` when set. A failed registration fails
-    the study; a failed plain logging is tagged and warned."""
-    import mlflow
-    import mlflow.pytorch
+def _student(run_dir: RunDir, data: StudyData) -> tuple[Any, np.ndarray]:
+    """The run's last-epoch student (eval mode) and its logits on the input example."""
     import torch
-    from mlflow.models import infer_signature
 
-    import pcd_core
     from pcd_core.models import build_model
     from pcd_core.train.checkpoint import load_file
 
@@ -360,11 +356,27 @@ def _log_model(
     model.load_state_dict(load_file(run_dir.last, "promoted run checkpoint")["model"])
     model.eval()
     with torch.no_grad():
-        logits = model(torch.from_numpy(data.example)).numpy()
+        return model, model(torch.from_numpy(data.example)).numpy()
+
+
+def _log_model(
+    tracking: Tracked, run_id: str, run_dir: RunDir, data: StudyData, registered: str | None
+) -> None:
+    """The seed run's last-epoch student as the MLflow model ``model`` (signature and input
+    example from two normalised test images; pcd_core's code inside, so that it loads where
+    torch is installed), registered as ``registered`` when set, the version described. A
+    failed registration fails the study; a failed plain logging is tagged and warned."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    import pcd_core
+
+    model, logits = _student(run_dir, data)
     try:
         # the active run gives the model its experiment (else MLflow's default, "0")
         with _fluent_uri(tracking.uri), mlflow.start_run(run_id=run_id):
-            mlflow.pytorch.log_model(
+            info = mlflow.pytorch.log_model(
                 model,
                 name=MODEL_NAME,
                 run_id=run_id,
@@ -375,6 +387,13 @@ def _log_model(
                 code_paths=[str(Path(pcd_core.__file__).parent)],
                 metadata={"input": data.input_note},
             )
+        if registered and info.registered_model_version is not None:
+            description = (
+                f"pcd study run {tracking.parent_run_id}: the promoted configuration, seed 0, "
+                f"last-epoch weights (run {run_id}). Input: {data.input_note}."
+            )
+            version = str(info.registered_model_version)
+            tracking.client.update_model_version(registered, version, description=description)
     except Exception as err:
         if registered:
             raise StudyError(
@@ -516,8 +535,8 @@ def log_teacher(
         return
     summary = run_dir.read_summary() or {}
     config = summary.get("config", {})
-    for key, value in {"arch": config.get("arch"), "epochs": config.get("epochs")}.items():
-        client.log_param(run_id, key, value)
+    params = {"arch": config.get("arch"), "epochs": config.get("epochs"), "seed": spec.seed}
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     client.log_dict(run_id, config, "train_config.json")
     _log_run_metrics(client, run_id, run_dir, summary)
     client.set_terminated(run_id, status="FINISHED")

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search_spaces import parse_spec
-from service.runner.promotion import MODEL_NAME, log_promotion, study_data
+from service.runner.promotion import MODEL_NAME, log_promotion, log_study_inputs, study_data
 from service.study_files import EXPERIMENT, RunKind, StudyFolder, Tags, child_runs_filter
 
 from .conftest import run_cli
@@ -150,6 +150,7 @@ def test_promoted_model_loads_predicts_and_is_registered(study: StudyFolder) -> 
         assert list(inputs[0].shape) == [-1, 1, 8, 8]
         versions = client.search_model_versions(f"name = '{REGISTERED}'")
         assert [v.run_id for v in versions] == [seed0.info.run_id]
+        assert "pixels / 255" in versions[0].description  # how to prepare an input
         logged = client.get_logged_model(output.model_id)
         assert logged.name == MODEL_NAME and logged.experiment_id == seed0.info.experiment_id
         assert logged.artifact_location.startswith(study.path.parent.resolve().as_uri())
@@ -169,6 +170,7 @@ def test_logging_again_duplicates_nothing(study: StudyFolder) -> None:
     best = state.spec["space"]
     config = {k: v["value"] for k, v in best.items()}
     for _ in range(2):
+        log_study_inputs(tracking, spec, study, None, state.teacher)
         log_promotion(tracking, spec, study, state.promotion, config, None)
     after = client.search_runs([experiment], max_results=100)
     assert len(after) == len(before)
@@ -177,6 +179,9 @@ def test_logging_again_duplicates_nothing(study: StudyFolder) -> None:
     assert all(r.info.status == "FINISHED" for r in after)
     versions = client.search_model_versions(f"name = '{REGISTERED}'")
     assert len(versions) == 1
+    parent = client.get_run(state.parent_run_id)
+    assert len(parent.inputs.dataset_inputs) == 2  # train and test, once each
+    assert len(client.get_metric_history(state.parent_run_id, "teacher_test_top1")) == 1
     # the deleted unfinished run stays in MLflow's bin, not among the study's runs
     assert seed1.info.run_id not in {r.info.run_id for r in after}
     assert Path(study.path).is_dir()
