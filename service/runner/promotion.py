@@ -29,7 +29,8 @@ are the children with a ``pcd.trial_id``, the runs here have a ``pcd.kind`` inst
 Restore-safe: a driver restarted after a crash trains again (train_remote resumes from the
 run folders, a finished one at once) and logs again: a run is found by its tags; a FINISHED one
 is kept as it is, an unfinished one (the crash hit while it was logged) is deleted and logged
-afresh. The parent's summary metrics and inputs are logged again, which MLflow keeps as one.
+afresh. The parent's summary metrics are logged once; its inputs again, which MLflow keeps as
+one.
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def _log_summary(client: MlflowClient, run_id: str, promotion: dict[str, dict[st
         if "best_epoch" in stats:
             values[f"{p}_best_test_epoch_top1_mean"] = stats["best_epoch"]["mean"]
             values[f"{p}_best_test_epoch_top1_std"] = stats["best_epoch"]["std"]
-    _log_metrics(client, run_id, [(k, v, 0) for k, v in values.items()])
+    logged = client.get_run(run_id).data.metrics  # a restarted driver logs only what is new
+    _log_metrics(client, run_id, [(k, v, 0) for k, v in values.items() if k not in logged])
 
 
 def _log_metrics(client: MlflowClient, run_id: str, values: list[tuple[str, Any, int]]) -> None:
@@ -536,7 +538,16 @@ def log_teacher(
     summary = run_dir.read_summary() or {}
     config = summary.get("config", {})
     params = {"arch": config.get("arch"), "epochs": config.get("epochs"), "seed": spec.seed}
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    note = (
+        "The teacher the study trained (on train, selected on val). `test_top1`: its last "
+        "epoch's weights; `test_top1_best_val`: its best-on-val weights, the teacher the "
+        "study distils from (the parent's `teacher_test_top1`)."
+    )
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in params.items()],
+        tags=[RunTag(Tags.NOTE, note)],
+    )
     client.log_dict(run_id, config, "train_config.json")
     _log_run_metrics(client, run_id, run_dir, summary)
     client.set_terminated(run_id, status="FINISHED")

@@ -181,7 +181,8 @@ def test_logging_again_duplicates_nothing(study: StudyFolder) -> None:
     assert len(versions) == 1
     parent = client.get_run(state.parent_run_id)
     assert len(parent.inputs.dataset_inputs) == 2  # train and test, once each
-    assert len(client.get_metric_history(state.parent_run_id, "teacher_test_top1")) == 1
+    for key in ("teacher_test_top1", "promoted_test_top1_mean", "baseline_kd_seeds"):
+        assert len(client.get_metric_history(state.parent_run_id, key)) == 1, key
     # the deleted unfinished run stays in MLflow's bin, not among the study's runs
     assert seed1.info.run_id not in {r.info.run_id for r in after}
     assert Path(study.path).is_dir()

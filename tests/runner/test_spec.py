@@ -58,6 +58,10 @@ def test_builtin_spaces_load() -> None:
         ({"training.optimizer": "adam"}, "training.optimizer: not a training option"),
         ({"resources.cpus": 1e6}, "resources.cpus: Input should be less than or equal to 1024"),
         ({"resources.gpus": 100}, "resources.gpus: Input should be less than or equal to 16"),
+        (
+            {"promotion.registered_model_name": "my model"},
+            "promotion.registered_model_name: String should match pattern",
+        ),
     ],
 )
 def test_bad_specs_name_file_field_and_rule(override, message) -> None:
