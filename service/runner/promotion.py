@@ -11,8 +11,9 @@ are the children with a ``pcd.trial_id``, the runs here have a ``pcd.kind`` inst
   last epoch), the per-epoch curves of its run folder (train_top1, lr, loss_*, epoch_seconds;
   step = epoch) and, with ``promotion.test_each_epoch``, ``test_top1_by_epoch`` and
   ``best_test_epoch_top1`` (selected on test: optimistic, the literature's number);
-- ``teacher`` (pcd.kind=teacher) when the study trained its teacher: its curves and
-  test_top1 (its best-on-val weights, the ones the study distils from);
+- ``teacher`` (pcd.kind=teacher) when the study trained its teacher: its curves, test_top1
+  (last epoch) and test_top1_best_val (its best-on-val weights, the ones the study distils
+  from);
 - on the parent: ``promoted_test_top1_mean`` / ``_std`` / ``promoted_seeds``,
   ``baseline_<method>_test_top1_mean`` / ``_std`` / ``_seeds``, with test_each_epoch
   ``promoted_best_test_epoch_top1_mean`` / ``_std``, and ``teacher_test_top1`` /
