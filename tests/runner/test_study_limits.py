@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 from pathlib import Path
 
@@ -52,22 +53,35 @@ def _trial_dirs(study_dir: Path) -> list[Path]:
     return sorted(trials.iterdir()) if trials.is_dir() else []
 
 
-def test_a_budget_raised_while_the_search_runs_is_used(tmp_path) -> None:
+def test_a_budget_raised_while_the_search_runs_is_used_and_survives_a_crash(tmp_path) -> None:
     study_dir = tmp_path / "extended"
-    cmd = [str(VENV_BIN / "pcd"), *_args(study_dir, "--set", "budget.trials=1")]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    folder = StudyFolder(study_dir)
+    args = _args(study_dir, "--set", "budget.trials=1", "--set", "budget.max_epochs=3")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "pcd"), *args],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # the driver and its local Ray: killed together below
+    )
     try:
         # the first (and, by the spec, only) trial has started: raise the budget to 2
         assert wait_for(lambda: _trial_dirs(study_dir) or proc.poll() is not None, 240, 0.1)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        StudyFolder(study_dir).write_budget(TrialBudget(trials=2))
-        _, stderr = proc.communicate(timeout=300)
+        folder.write_budget(TrialBudget(trials=2))
+        # the running driver picks it up: a second trial starts; then the driver dies
+        assert wait_for(lambda: len(_trial_dirs(study_dir)) > 1 or proc.poll() is not None, 240)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
-    summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
-    assert len(summary["trials"]) == 2 and len(_trial_dirs(study_dir)) == 2
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    folder.write_budget(TrialBudget(trials=3))
+    # the same command resumes the study: the restored search keeps to the file's budget
+    resumed = run_cli(args, _env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(folder.state_file.read_text())["restored"] == 1
+    summary = json.loads(folder.summary_file.read_text())
+    assert len(summary["trials"]) == 3, summary["trials"]
     assert summary["stop_reason"] is None
     assert Tags.STOP_REASON not in _parent(study_dir).data.tags
 
@@ -78,6 +92,7 @@ def test_a_reached_goal_ends_the_search_early(tmp_path) -> None:
     sets = ["--set", "budget.trials=4", "--set", "objective.goal=1"]
     proc = run_cli(_args(study_dir, *sets), _env())
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "search ended early: goal reached by trial " in " ".join(proc.stdout.split())
     summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
     assert len(summary["trials"]) == 1  # concurrency 1: the first trial reached it
     trial = summary["trials"][0]
