@@ -29,6 +29,8 @@ from pcd_core.models import MODELS
 TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
 # Most configurations a grid may have (Optuna's grid sampler lists them all).
 MAX_GRID = 100_000
+# Most search trials a study may have (its budget can be raised up to this while it runs).
+MAX_TRIALS = 10_000
 # Seeds feed numpy's and Python's generators, which take 32 bits.
 MAX_SEED = 2**32 - 1
 
@@ -215,6 +217,12 @@ class Objective(_Strict):
         "val_top1", description="a per-epoch validation metric (never a test metric)"
     )
     mode: Literal["max", "min"] = "max"
+    goal: float | None = Field(
+        None,
+        description="stop the search once a trial's <metric> at its best epoch reaches this "
+        "value (at least it for mode max, at most for min); running trials are stopped and "
+        "the study is promoted as usual",
+    )
 
     @model_validator(mode="after")
     def _direction(self) -> Objective:
@@ -233,12 +241,18 @@ class Budget(_Strict):
     trials: int = Field(
         8,
         ge=0,
-        le=10000,
+        le=MAX_TRIALS,
         description="search trials; 0: a fixed-configuration study (every space parameter "
         "fixed, no search: the point is trained over the promotion seeds)",
     )
     max_epochs: int = Field(10, ge=1)
     time_limit_s: float | None = Field(None, gt=0)
+    max_failed_trials: int | None = Field(
+        None,
+        ge=1,
+        description="end the study as failed once this many trials have failed (after their "
+        "retries, max_failures); none: no limit",
+    )
 
 
 class Scheduler(_Strict):

@@ -19,7 +19,6 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from pcd_core.compare import mean_std
@@ -28,12 +27,13 @@ from pcd_core.methods import needs_teacher
 from pcd_core.models import build_model, count_parameters
 from pcd_core.run_dir import RunDir
 from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank, train
-from search_spaces.schema import StudySpec
+from search_spaces.schema import MAX_TRIALS, StudySpec
 from service.ranking import at_best_epoch_key, best_index, best_value, ranked, running_best
 from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
 from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
+from service.runner.study_limits import BudgetedLimiter, StudyLimits, search_ended
 from service.runner.tracking import RetryingClient
 from service.runner.trainable import TrialContext, run_trial, trial_config
 from service.settings import RunnerSettings
@@ -395,6 +395,7 @@ def _search(
     t.client.set_tag(t.parent_run_id, Tags.ORPHANED_TRIALS_FAILED, str(orphans))
     rows = [_trial_row(result, spec.objective.metric, spec.objective.mode) for result in grid]
     _log_trial_failures(t.client, t.parent_run_id, rows)
+    stop_reason = search_ended(state.folder, t.client, t.parent_run_id)  # goal, failed limit
     best_row = _best_row(rows, spec.objective.mode)
     if best_row is None:
         raise StudyError(no_trial_completed(rows))
@@ -408,6 +409,7 @@ def _search(
         best_value=best_row.best,
         best_trial_id=best_row.trial_id,
         trials=rows,
+        stop_reason=stop_reason,
     )
     phase("promotion")
     result.promotion = _promote(spec, ctx, best_row.config, state)
@@ -469,19 +471,23 @@ def _tuner(
     mlflow_callback = MLflowStudyCallback(
         tracking.uri, tracking.experiment_id, tracking.parent_run_id, spec.budget.max_epochs
     )
+    # the budget may be raised while the search runs: the limiter keeps to the current one
+    limiter = BudgetedLimiter(searcher, spec.concurrency, str(study_dir), spec.budget.trials)
+    limits = StudyLimits(spec, str(study_dir))  # the goal and the failed-trial limit
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
+            search_alg=limiter,
             scheduler=scheduler,
-            num_samples=spec.budget.trials,
+            num_samples=MAX_TRIALS,
             time_budget_s=spec.budget.time_limit_s,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="search",
             storage_path=storage_path,
-            callbacks=[mlflow_callback, _TrialTimeline(phase), *(callbacks or [])],
+            stop=limits,
+            callbacks=[mlflow_callback, _TrialTimeline(phase), limits, *(callbacks or [])],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=0,
