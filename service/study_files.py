@@ -335,6 +335,14 @@ class StudyFolder:
         except (OSError, ValueError):
             return None
 
+    def clear_failed_trials_stop(self) -> None:
+        """Forget a failed-trial-limit stop before a new driver starts (a resume): the
+        resumed search retries its failed trials, and one more failure ends it again. A goal
+        reached ends a study that succeeded, so it is never resumed."""
+        reason = self.read_stop()
+        if reason is not None and reason.kind == "failed_trials":
+            self.stop_file.unlink(missing_ok=True)
+
     # ------------------------------------------------------------------ launch.json
     def write_launch(self, attempt: int) -> None:
         """Tell the next driver of this folder which attempt it is."""

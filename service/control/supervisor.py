@@ -80,6 +80,7 @@ class Supervisor:
         folder.mkdir(parents=True, exist_ok=True)
         files = StudyFolder(folder)
         files.clear_outcome()  # the previous attempt's
+        files.clear_failed_trials_stop()  # a resume gives the failed trials another go
         files.write_launch(attempt)
         files.write_spec(spec)
         if self.settings.uses_ray_jobs:
