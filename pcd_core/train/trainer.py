@@ -204,8 +204,9 @@ def _load_data(
         return train, test, dataset_fingerprint(train)
     assert data.root is not None
     s_train = StreamingImageFolder(data.root, "train", image_size=data.image_size)
+    # the test images are held to the train images' size (checked, not resized, by default)
     s_test = StreamingImageFolder(
-        data.root, "test", image_size=s_train.size, mean=s_train.mean, std=s_train.std
+        data.root, "test", image_size=data.image_size, mean=s_train.mean, std=s_train.std
     )
     if s_test.class_names != s_train.class_names:
         raise DatasetError(

@@ -268,3 +268,15 @@ def test_streaming_folder_matches_device_loader(tmp_path, folder_writer, workers
         for a, b in pairs:
             assert torch.equal(a.index, b.index) and torch.equal(a.labels, b.labels)
             assert torch.equal(a.images, b.images) and a.step == b.step
+
+
+def test_test_images_are_held_to_the_train_images_size(tmp_path, folder_writer):
+    folder_writer(tmp_path, per_class=2, size=(28, 28))
+    Image.fromarray(np.zeros((30, 28, 3), dtype=np.uint8)).save(tmp_path / "test/dog/odd.png")
+    stream = StreamingImageFolder(tmp_path, "test")
+    assert stream.size == (28, 28)  # the training images' size
+    odd = stream.files.index(tmp_path / "test/dog/odd.png")
+    with pytest.raises(DatasetError, match=r"odd\.png: image is 30x28"):
+        stream[odd]
+    with pytest.raises(DatasetError, match=r"odd\.png: image is 30x28"):
+        load_dataset("image_folder", "test", tmp_path)
