@@ -361,6 +361,21 @@ def _build_config(
     return config
 
 
+def _root_from_env(ctx: typer.Context) -> bool:
+    """Whether --data-root came from PCD_DATA_ROOT rather than the command line."""
+    source = ctx.get_parameter_source("data_root")  # click's ParameterSource
+    return source is not None and source.name == "ENVIRONMENT"
+
+
+def _given_root(ctx: typer.Context, data_root: Path | None, dataset: str) -> Path | None:
+    """--data-root as given. Taken from PCD_DATA_ROOT it is used for image folders only: the
+    other data sets' loaders read that variable themselves, after the places they look first
+    (Debian's Fashion-MNIST), and their configs keep no root, as before."""
+    if _root_from_env(ctx) and dataset.strip().lower().replace("-", "_") != "image_folder":
+        return None
+    return data_root
+
+
 def _settings_line(config: TrainConfig, epochs_given: bool) -> str:
     """The data settings a run trains with: what the defaults chose, printed when its first
     epoch starts (a run that fails to set up prints its error line alone)."""
@@ -502,6 +517,7 @@ def _teacher() -> None:
     help=f"Train a teacher with cross-entropy and write its hashed artifact ({RunDir.TEACHER}).",
 )
 def teacher_train(
+    ctx: typer.Context,
     arch: Annotated[str, typer.Option("--arch", help="model name (see `pcd models list`)")],
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
@@ -529,7 +545,7 @@ def teacher_train(
             teacher=None,
             teacher_hash=None,
             dataset=dataset,
-            data_root=data_root,
+            data_root=_given_root(ctx, data_root, dataset),
             data_seed=data_seed,
             val_fraction=val_fraction,
             epochs=epochs,
@@ -572,6 +588,7 @@ def _parse_sets(values: Sequence[str]) -> dict[str, str]:
 
 @app.command("distill")
 def distill(
+    ctx: typer.Context,
     teacher: Annotated[
         Path, typer.Option("--teacher", help="teacher artifact (from `pcd teacher train`)")
     ],
@@ -639,7 +656,7 @@ def distill(
             teacher=teacher,
             teacher_hash=teacher_hash,
             dataset=dataset,
-            data_root=data_root,
+            data_root=_given_root(ctx, data_root, dataset),
             data_seed=data_seed,
             val_fraction=val_fraction,
             epochs=epochs,
@@ -801,6 +818,7 @@ def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path,
         typer.Argument(
@@ -834,7 +852,12 @@ def evaluate(
         if batch_size < 1:
             raise _UsageError(f"--batch-size must be at least 1, got {batch_size}")
         dev = _check_device(device)
-        loaded = _load_for_eval(checkpoint, dataset, data_root)
+        # --data-root typed on the command line wins over the run's recorded root; one from
+        # PCD_DATA_ROOT only stands in for an image folder's root when none was recorded
+        explicit = None if _root_from_env(ctx) else data_root
+        loaded = _load_for_eval(checkpoint, dataset, explicit)
+        if loaded.data_root is None and loaded.dataset == "image_folder":
+            loaded.data_root = data_root
         data, indices = _eval_split(loaded, split)
         loader = DeviceLoader(
             data, indices, batch_size, shuffle=False, augment=False, seed=0, device=dev

@@ -79,6 +79,7 @@ def download(
 
 @data_app.command("info")
 def info(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help=f"one of: {', '.join(DATASET_NAMES)}")],
     data_root: DataRootOpt = None,
     split: Annotated[str, typer.Option("--split", help="train or test")] = "train",
@@ -94,6 +95,9 @@ def info(
     image folder, first which split folders it expects and which it found."""
     folder = data_root or root
     key = name.strip().lower().replace("-", "_")
+    source = ctx.get_parameter_source("data_root")  # from PCD_DATA_ROOT: the loaders read it
+    if source is not None and source.name == "ENVIRONMENT" and key != "image_folder":
+        folder = root  # themselves, after the places they look first
     if key == "image_folder":
         if folder is None:
             fail(IMAGE_FOLDER_NEEDS_ROOT, USAGE_ERROR)
