@@ -92,16 +92,21 @@ def default_epochs(name: str) -> int:
 
 def stored_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config written before augmentation had names and image folders kept their size
-    (``augment`` null, ``image_size`` 32 for every data set), in today's terms: the old
-    per-data-set augmentation (image folders were cropped and flipped) and no image_size
-    outside image folders. Newer configs come back unchanged."""
+    (``augment`` true, false or null, ``image_size`` 32 for every data set), in today's
+    terms: true/false as crop+flip/none, null as the old per-data-set default (image folders
+    were cropped and flipped), and no image_size outside image folders. Newer configs come
+    back unchanged."""
     data = config.get("data")
-    if not isinstance(data, dict) or "augment" not in data or data["augment"] is not None:
+    if not isinstance(data, dict) or "augment" not in data:
+        return config
+    augment = data["augment"]
+    if augment is not None and not isinstance(augment, bool):
         return config
     data = dict(data)
     name = str(data.get("name", "digits")).strip().lower().replace("-", "_")
-    legacy = name in ("cifar10", "cifar100", "image_folder")
-    data["augment"] = "crop+flip" if legacy else "none"
+    if augment is None:
+        augment = name in ("cifar10", "cifar100", "image_folder")
+    data["augment"] = as_augment(augment)
     if name != "image_folder":
         data.pop("image_size", None)
     return {**config, "data": data}

@@ -440,13 +440,13 @@ def _restore(run: _Run) -> int:
     last = run.run_dir.last
     state = load_file(last, "run checkpoint")
     stored = state.get("config")
-    if (
-        state.get("format") != RUN_FORMAT
-        or not isinstance(stored, dict)
-        or stored_config(stored) != _config_json(run.config)
-    ):
+    if state.get("format") != RUN_FORMAT or not isinstance(stored, dict):
+        raise CheckpointError(f"{last} is not a pcd run checkpoint; use another out_dir")
+    differences = config_differences(stored_config(stored), _config_json(run.config))
+    if differences:
         raise CheckpointError(
-            f"{last} belongs to a different run configuration; use another out_dir"
+            f"{last} belongs to a different run configuration ({'; '.join(differences[:4])}); "
+            "resume it with the options it was started with, or use another out_dir"
         )
     run.student.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -461,6 +461,19 @@ def _restore(run: _Run) -> int:
 
 def _config_json(config: TrainConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
+
+
+def config_differences(was: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"field: X in the checkpoint, Y now"`` for every (nested) field where two config
+    dicts differ."""
+    out: list[str] = []
+    for key in sorted(set(was) | set(now)):
+        a, b = was.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} now")
+    return out
 
 
 # -------------------------------------------------------------------------------- epoch loop
