@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pcd_core.data import DATASET_NAMES
+from pcd_core.data import AUGMENTS, DATASET_NAMES, Augment
 from pcd_core.methods import METHODS, MethodOptionError, parse_options
 from pcd_core.models import MODELS
 
@@ -159,17 +159,42 @@ Param = Annotated[
 ]
 
 
+_DATA_OPTIONS = ("augment", "image_size")
+
+
 class DataSpec(_Strict):
     name: str = "digits"
     root: str | None = Field(None, description="folder name under the configured data root")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="tuning is on val: > 0")
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    augment: Augment | None = Field(
+        None,
+        description=f"training-batch augmentation, one of {', '.join(AUGMENTS)}; unset: "
+        "crop+flip for cifar10/cifar100, none for the others (image folders included: flips "
+        "and crops change digits, text and left/right labels)",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="image_folder only: resize images to this side; unset: their own size "
+        "(all must share it)",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> DataSpec:
         if self.name not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {self.name!r}; one of {', '.join(DATASET_NAMES)}")
+        if self.image_size is not None and self.name != "image_folder":
+            raise ValueError("image_size applies to image_folder data only")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """augment / image_size appear when given: specs stored before they existed dump
+        the same as they did."""
+        out = handler(self)
+        return {k: v for k, v in out.items() if v is not None or k not in _DATA_OPTIONS}
 
 
 class TrainingSpec(_Strict):

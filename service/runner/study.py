@@ -218,6 +218,7 @@ def _teacher(
             "root": _data_root(spec, settings),
             "val_fraction": spec.data.val_fraction,
             "seed": spec.data.seed,
+            **spec.data.model_dump(include={"augment", "image_size"}),
         },
         arch=spec.teacher.arch,
         epochs=spec.teacher.epochs,
