@@ -242,7 +242,9 @@ def _data_root(spec: StudySpec, settings: RunnerSettings) -> str | None:
 
 
 def _student_params(spec: StudySpec, data_root: str | None) -> int:
-    data = load_dataset(spec.data.name, "test", data_root)
+    # the size the trials train at: the spec's image_size when it resizes an image folder
+    size = {"image_size": spec.data.image_size} if spec.data.image_size is not None else {}
+    data = load_dataset(spec.data.name, "test", data_root, **size)
     model = build_model(spec.student, data.num_classes, data.channels, data.image_size[0])
     return count_parameters(model)
 
