@@ -55,6 +55,9 @@ class Tags:
     RESTORE_NOTE = "pcd.restore_note"  # finished after Tune's last snapshot before a crash
     # either: why it failed, one line
     ERROR = "pcd.error"
+    # read in the MLflow UI (docs: README "MLflow"): the winner, and a run's description
+    BEST = "pcd.best"  # "true" on the run of the trial the study ranked first
+    NOTE = "mlflow.note.content"  # MLflow's run description: how a trial's run ended
 
 
 class TrialOutcome(enum.StrEnum):
