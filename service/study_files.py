@@ -60,6 +60,19 @@ class Tags:
     NOTE = "mlflow.note.content"  # MLflow's run description: how a trial's run ended
 
 
+# params of every trial's run besides its configuration: the study's context (the API's trial
+# config leaves them out unless the space samples a parameter of that name)
+TRIAL_CONTEXT_PARAMS = (
+    "method",
+    "teacher",
+    "student",
+    "dataset",
+    "max_epochs",
+    "study",
+    "study_id",
+)
+
+
 class TrialOutcome(enum.StrEnum):
     """How a trial's run ended (``Tags.OUTCOME``)."""
 

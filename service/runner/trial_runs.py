@@ -28,7 +28,14 @@ from mlflow.entities import Param
 from pcd_core.methods import needs_teacher
 from pcd_core.run_dir import RunDir
 from service.ranking import Mode, at_best_epoch_key, best_index
-from service.study_files import StudyFolder, Tags, TrialOutcome, TrialRow, child_runs_filter
+from service.study_files import (
+    TRIAL_CONTEXT_PARAMS,
+    StudyFolder,
+    Tags,
+    TrialOutcome,
+    TrialRow,
+    child_runs_filter,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -62,15 +69,9 @@ class TrialRunInfo:
         teacher = (
             (spec.teacher.arch or spec.teacher.checkpoint) if needs_teacher(spec.method) else None
         )
-        context = {
-            "method": spec.method,
-            "teacher": str(teacher or "none"),
-            "student": spec.student,
-            "dataset": spec.data.name,
-            "max_epochs": str(spec.budget.max_epochs),
-            "study": spec.name,
-            "study_id": Path(study_dir).name,
-        }
+        values = (spec.method, teacher or "none", spec.student, spec.data.name)
+        values += (spec.budget.max_epochs, spec.name, Path(study_dir).name)
+        context = {k: str(v) for k, v in zip(TRIAL_CONTEXT_PARAMS, values, strict=True)}
         objectives = [spec.objective, *([spec.second_objective] if spec.second_objective else [])]
         return cls(
             context=context,

@@ -72,6 +72,7 @@ def test_a_val_loss_study_names_one_best_trial_everywhere(tmp_path) -> None:
     listed = api_trials(Settings(database_url=f"sqlite:///{tmp_path / 'store.db'}"), record)
     assert listed[0].trial_id == lowest.trial_id
     assert [t.best for t in listed] == sorted(t.best for t in summary.trials)
+    assert all(set(t.config) == {"lr"} for t in listed)  # not the runs' context params
 
     # Optuna was told every trial's best epoch, and so names the same best configuration
     (name,) = optuna.get_all_study_names(folder.optuna_uri)
