@@ -98,11 +98,12 @@ def trial_ordinal(experiment_tag: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, digits: int = 3) -> str:
+    """A value as a name or note shows it: floats to ``digits`` significant digits."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e9:
         return str(int(value))
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
@@ -149,7 +150,9 @@ def outcome_note(
     else:
         note = f"Completed {epochs} of {of} epochs."
     values = ", ".join(
-        f"{k.removeprefix('best_')} {format_value(v)}" for k, v in best.items() if k != BEST_EPOCH
+        f"{k.removeprefix('best_')} {format_value(v, 4)}"
+        for k, v in best.items()
+        if k != BEST_EPOCH
     )
     if values and BEST_EPOCH in best:
         note += f" Best epoch {int(best[BEST_EPOCH])}: {values}."
