@@ -56,6 +56,22 @@ class Tags:
     RESTORE_NOTE = "pcd.restore_note"  # finished after Tune's last snapshot before a crash
     # either: why it failed, one line
     ERROR = "pcd.error"
+    # read in the MLflow UI (docs: README "MLflow"): the winner, and a run's description
+    BEST = "pcd.best"  # "true" on the run of the trial the study ranked first
+    NOTE = "mlflow.note.content"  # MLflow's run description: how a trial's run ended
+
+
+# params of every trial's run besides its configuration: the study's context (the API's trial
+# config leaves them out unless the space samples a parameter of that name)
+TRIAL_CONTEXT_PARAMS = (
+    "method",
+    "teacher",
+    "student",
+    "dataset",
+    "max_epochs",
+    "study",
+    "study_id",
+)
 
 
 class TrialOutcome(enum.StrEnum):

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from search_spaces.schema import Objective
 from service.api.schemas import BestTrial, StudyLimits, TrialCounters, TrialOut, TrialState
-from service.api.trial_config import typed_config
+from service.api.trial_config import trial_params, typed_config
 from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
@@ -183,7 +183,7 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
                 status=run.info.status,
                 outcome=_outcome(tags.get(Tags.OUTCOME)),
                 epochs=int(tags.get(Tags.EPOCHS, "0") or 0),
-                config=typed_config(run.data.params, space),
+                config=typed_config(trial_params(run.data.params, space), space),
                 last=metrics,
                 best=best_value([m.value for m in history], objective.mode),
                 error=tags.get(Tags.ERROR),
