@@ -40,8 +40,9 @@ from rich.table import Table
 from torch import nn
 
 from pcd_core.cli_errors import INTERRUPTED, RUNTIME_ERROR, USAGE_ERROR, fail, one_line
-from pcd_core.data import DeviceLoader, ImageData, load_dataset, train_val_split
-from pcd_core.data.cli import data_app
+from pcd_core.data import AUGMENTS, DeviceLoader, ImageData, load_dataset, train_val_split
+from pcd_core.data.cli import DataRootOpt, data_app
+from pcd_core.data.datasets import IMAGE_FOLDER_NEEDS_ROOT
 from pcd_core.data.errors import DatasetError
 from pcd_core.methods import (
     METHODS,
@@ -58,7 +59,9 @@ from pcd_core.train import (
     EpochMetrics,
     RunResult,
     TrainConfig,
+    default_epochs,
     load_teacher,
+    stored_config,
     train,
 )
 from pcd_core.train.checkpoint import TEACHER_FORMAT, load_file
@@ -254,11 +257,35 @@ def methods_show(
 
 
 # ------------------------------------------------------------------------ shared train options
-DatasetOpt = Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, ...")]
-DataRootOpt = Annotated[
-    Path | None, typer.Option("--data-root", help="data folder (not needed for digits)")
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset", help="digits, cifar10, cifar100, mnist, fashion_mnist or image_folder"
+    ),
 ]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="epochs (default: 240)")]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--epochs", help="epochs (default: 240, the recipe, for cifar10/cifar100; 20 otherwise)"
+    ),
+]
+AugmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--augment",
+        help=f"training-batch augmentation: {', '.join(AUGMENTS)} (crop: 4-pixel padded random "
+        "crop; flip: horizontal, p=0.5). Default: crop+flip for cifar10/cifar100, none "
+        "otherwise: flips and crops change digits, text and left/right labels",
+    ),
+]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        help="image_folder only: resize images to NxN (default: their own size, which all "
+        "must share)",
+    ),
+]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="batch size (default: 64)")]
 LrOpt = Annotated[
     float | None, typer.Option("--lr", help="learning rate (default: 0.05, 0.01 mobile)")
@@ -297,14 +324,22 @@ def _build_config(
     lr: float | None,
     seed: int,
     device: str,
+    augment: str | None = None,
+    image_size: int | None = None,
     logit_bank: Path | None = None,
 ) -> TrainConfig:
-    """A TrainConfig from CLI values; options left out keep the config's defaults."""
+    """A TrainConfig from CLI values; options left out keep the config's defaults (epochs:
+    the data set's, see :func:`default_epochs`)."""
     data: dict[str, Any] = {"name": dataset, "root": data_root}
-    if data_seed is not None:
-        data["seed"] = data_seed
-    if val_fraction is not None:
-        data["val_fraction"] = val_fraction
+    optional = (
+        ("seed", data_seed),
+        ("val_fraction", val_fraction),
+        ("augment", augment),
+        ("image_size", image_size),
+    )
+    data.update({key: value for key, value in optional if value is not None})
+    if epochs is None:
+        epochs = default_epochs(dataset)
     fields: dict[str, Any] = {
         "data": data,
         "arch": arch,
@@ -320,8 +355,34 @@ def _build_config(
         if value is not None:
             fields[key] = value
     config = TrainConfig.model_validate(fields)
+    if config.data.name == "image_folder" and config.data.root is None:
+        raise _UsageError(IMAGE_FOLDER_NEEDS_ROOT)
     _check_device(config.device)
     return config
+
+
+def _root_from_env(ctx: typer.Context) -> bool:
+    """Whether --data-root came from PCD_DATA_ROOT rather than the command line."""
+    source = ctx.get_parameter_source("data_root")  # click's ParameterSource
+    return source is not None and source.name == "ENVIRONMENT"
+
+
+def _given_root(ctx: typer.Context, data_root: Path | None, dataset: str) -> Path | None:
+    """--data-root as given. Taken from PCD_DATA_ROOT it is used for image folders only: the
+    other data sets' loaders read that variable themselves, after the places they look first
+    (Debian's Fashion-MNIST), and their configs keep no root, as before."""
+    if _root_from_env(ctx) and dataset.strip().lower().replace("-", "_") != "image_folder":
+        return None
+    return data_root
+
+
+def _settings_line(config: TrainConfig, epochs_given: bool) -> str:
+    """The data settings a run trains with: what the defaults chose, printed when its first
+    epoch starts (a run that fails to set up prints its error line alone)."""
+    data = config.data
+    size = "" if data.name != "image_folder" else f", image size {data.image_size or 'own'}"
+    chosen = "" if epochs_given else f" (default for {data.name}; --epochs N to change)"
+    return f"{data.name}: augment {data.augment}{size}, {config.epochs} epochs{chosen}"
 
 
 def _check_device(name: str) -> torch.device:
@@ -339,6 +400,28 @@ def _check_out_dir(out: Path, resume: bool) -> None:
             f"{out} already holds a run ({RunDir.LAST}); pass --resume to continue it "
             "or choose another --out"
         )
+
+
+@contextmanager
+def _tidy_on_failure(out: Path) -> Iterator[None]:
+    """A run that fails before its first epoch leaves no folder behind: the run folder and
+    the parents made for it are removed when the command made them and nothing was recorded
+    in them. A folder that existed before is never removed."""
+    made: list[Path] = []
+    path = out.absolute()
+    while not path.exists() and path.parent != path:
+        made.append(path)
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        if made and RunDir(out).remove_if_unstarted():
+            for parent in made[1:]:
+                try:
+                    parent.rmdir()  # only when empty
+                except OSError:
+                    break
+        raise
 
 
 def _describe(metrics: EpochMetrics) -> str:
@@ -395,9 +478,19 @@ def _run(
     resume: bool,
     quiet: bool,
     label: str,
+    settings: str,
     header: str | None = None,
 ) -> RunResult:
-    with _epoch_progress(quiet, label, header) as progress:
+    with _tidy_on_failure(out), _epoch_progress(quiet, label, header) as bar:
+        said: list[bool] = []
+
+        def progress(epoch: int, epochs: int, metrics: EpochMetrics | None) -> None:
+            if not said:
+                _stderr().print(settings, markup=False, soft_wrap=True)
+                said.append(True)
+            if bar is not None:
+                bar(epoch, epochs, metrics)
+
         return train(config, out, resume=resume, progress=progress)
 
 
@@ -424,9 +517,12 @@ def _teacher() -> None:
     help=f"Train a teacher with cross-entropy and write its hashed artifact ({RunDir.TEACHER}).",
 )
 def teacher_train(
+    ctx: typer.Context,
     arch: Annotated[str, typer.Option("--arch", help="model name (see `pcd models list`)")],
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
+    augment: AugmentOpt = None,
+    image_size: ImageSizeOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -449,7 +545,7 @@ def teacher_train(
             teacher=None,
             teacher_hash=None,
             dataset=dataset,
-            data_root=data_root,
+            data_root=_given_root(ctx, data_root, dataset),
             data_seed=data_seed,
             val_fraction=val_fraction,
             epochs=epochs,
@@ -457,11 +553,16 @@ def teacher_train(
             lr=lr,
             seed=seed,
             device=device,
+            augment=augment,
+            image_size=image_size,
         )
         out_dir = out or Path("runs") / f"teacher-{config.arch}-{config.data.name}-s{seed}"
         hint.out_dir = out_dir
         _check_out_dir(out_dir, resume)
-        result = _run(config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}")
+        settings = _settings_line(config, epochs is not None)
+        result = _run(
+            config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}", settings=settings
+        )
     if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     digest = result.teacher_hash
@@ -487,6 +588,7 @@ def _parse_sets(values: Sequence[str]) -> dict[str, str]:
 
 @app.command("distill")
 def distill(
+    ctx: typer.Context,
     teacher: Annotated[
         Path, typer.Option("--teacher", help="teacher artifact (from `pcd teacher train`)")
     ],
@@ -507,6 +609,8 @@ def distill(
         str | None, typer.Option("--dataset", help="default: the teacher's data set")
     ] = None,
     data_root: DataRootOpt = None,
+    augment: AugmentOpt = None,
+    image_size: ImageSizeOpt = None,
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -542,14 +646,17 @@ def distill(
         # when --dataset is left out); the method must fit its class count.
         _, info = load_teacher(teacher, expected_hash=teacher_hash)
         build_method(method, options).check(info.num_classes)
+        dataset = info.dataset if dataset is None else dataset
+        if image_size is None and dataset == "image_folder":
+            image_size = info.image_size  # the student sees what the teacher saw
         config = _build_config(
             arch=student,
             method=method,
             method_options=options,
             teacher=teacher,
             teacher_hash=teacher_hash,
-            dataset=info.dataset if dataset is None else dataset,
-            data_root=data_root,
+            dataset=dataset,
+            data_root=_given_root(ctx, data_root, dataset),
             data_seed=data_seed,
             val_fraction=val_fraction,
             epochs=epochs,
@@ -557,17 +664,26 @@ def distill(
             lr=lr,
             seed=seed,
             device=device,
+            augment=augment,
+            image_size=image_size,
             logit_bank=logit_bank,
         )
         out_dir = out or Path("runs") / f"{method}-{student}-{config.data.name}-s{seed}"
         hint.out_dir = out_dir
         _check_out_dir(out_dir, resume)
+        settings = _settings_line(config, epochs is not None)
         header = (
             f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
             f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
         )
         result = _run(
-            config, out_dir, resume=resume, quiet=quiet, label=f"{method} {student}", header=header
+            config,
+            out_dir,
+            resume=resume,
+            quiet=quiet,
+            label=f"{method} {student}",
+            settings=settings,
+            header=header,
         )
     if not result.completed:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
@@ -592,6 +708,14 @@ class _Loaded:
     val_fraction: float
     data_seed: int
     fingerprint: str | None = None  # of the train split the model saw (teachers record it)
+    image_size: int | None = None  # image folders: the side the model saw (None: their own)
+
+    def load(self, split: str) -> ImageData:
+        """A split of the data the model is evaluated on, at the size it was trained at."""
+        kw: dict[str, Any] = {}
+        if self.dataset == "image_folder" and self.image_size is not None:
+            kw["image_size"] = self.image_size
+        return load_dataset(self.dataset, split, self.data_root, **kw)
 
 
 def _run_config(run: RunDir) -> dict[str, Any]:
@@ -600,11 +724,11 @@ def _run_config(run: RunDir) -> dict[str, Any]:
         summary = run.read_summary()
         if summary is None or not isinstance(summary.get("config"), dict):
             raise CheckpointError(f"{run.summary} is not a pcd run summary (no config)")
-        return dict(summary["config"])
+        return stored_config(dict(summary["config"]))
     if run.has_checkpoint():
         state = load_file(run.last, "run checkpoint")
         if isinstance(state.get("config"), dict):
-            return dict(state["config"])
+            return stored_config(dict(state["config"]))
     raise CheckpointError(
         f"{run.path} holds no {RunDir.SUMMARY} or {RunDir.LAST}: not a pcd run folder "
         f"(evaluate a teacher artifact, a run folder, or its {RunDir.BEST} / {RunDir.LAST})"
@@ -627,6 +751,7 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             except (CheckpointError, ValidationError):
                 pass
             return _Loaded(
+                image_size=info.image_size,
                 model=model,
                 description=f"teacher artifact {path} ({info.arch}, hash {info.content_hash[:12]})",
                 dataset=dataset or info.dataset,
@@ -642,13 +767,22 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             )
         run, weights = RunDir(path.parent), path
     config = TrainConfig.model_validate(_run_config(run))
+    loaded = _Loaded(
+        model=nn.Identity(),
+        description="",
+        dataset=config.data.name if dataset is None else dataset,
+        data_root=data_root or config.data.root,
+        val_fraction=config.data.val_fraction,
+        data_seed=config.data.seed,
+        image_size=config.data.image_size,
+    )
     if not weights.is_file():
         raise CheckpointError(f"{weights} does not exist (the run has no finished epoch)")
     state = load_file(weights, "checkpoint")
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{weights} is not a run checkpoint ({RunDir.BEST}/{RunDir.LAST})")
-    name = config.data.name if dataset is None else dataset
-    train_data = load_dataset(name, "train", data_root or config.data.root)
+    name = loaded.dataset
+    train_data = loaded.load("train")
     model = build_model(
         config.arch, train_data.num_classes, train_data.channels, train_data.image_size[0]
     )
@@ -660,27 +794,22 @@ def _load_for_eval(path: Path, dataset: str | None, data_root: Path | None) -> _
             f"({one_line(str(exc))[:200]})"
         ) from None
     epoch = state.get("epoch", "?")
-    return _Loaded(
-        model=model,
-        description=f"{weights} ({config.method} {config.arch}, epoch {epoch})",
-        dataset=name,
-        data_root=data_root or config.data.root,
-        val_fraction=config.data.val_fraction,
-        data_seed=config.data.seed,
-    )
+    loaded.model = model
+    loaded.description = f"{weights} ({config.method} {config.arch}, epoch {epoch})"
+    return loaded
 
 
 def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
     if split == "test" and loaded.fingerprint is None:
-        return load_dataset(loaded.dataset, "test", loaded.data_root), None
-    train_data = load_dataset(loaded.dataset, "train", loaded.data_root)
+        return loaded.load("test"), None
+    train_data = loaded.load("train")
     if loaded.fingerprint is not None and dataset_fingerprint(train_data) != loaded.fingerprint:
         raise CheckpointError(
             f"the model was trained on other data (fingerprint {loaded.fingerprint[:12]}) than "
             f"{loaded.dataset} here ({dataset_fingerprint(train_data)[:12]})"
         )
     if split == "test":
-        return load_dataset(loaded.dataset, "test", loaded.data_root), None
+        return loaded.load("test"), None
     _, val_idx = train_val_split(train_data.labels, loaded.val_fraction, loaded.data_seed)
     if val_idx.numel() == 0:
         raise _UsageError("this run has no validation split (val_fraction 0); use --split test")
@@ -689,6 +818,7 @@ def _eval_split(loaded: _Loaded, split: str) -> tuple[ImageData, Any]:
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path,
         typer.Argument(
@@ -722,7 +852,12 @@ def evaluate(
         if batch_size < 1:
             raise _UsageError(f"--batch-size must be at least 1, got {batch_size}")
         dev = _check_device(device)
-        loaded = _load_for_eval(checkpoint, dataset, data_root)
+        # --data-root typed on the command line wins over the run's recorded root; one from
+        # PCD_DATA_ROOT only stands in for an image folder's root when none was recorded
+        explicit = None if _root_from_env(ctx) else data_root
+        loaded = _load_for_eval(checkpoint, dataset, explicit)
+        if loaded.data_root is None and loaded.dataset == "image_folder":
+            loaded.data_root = data_root
         data, indices = _eval_split(loaded, split)
         loader = DeviceLoader(
             data, indices, batch_size, shuffle=False, augment=False, seed=0, device=dev

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from pcd_core.methods import needs_teacher
 from pcd_core.run_dir import RunDir
-from pcd_core.train import DataConfig, TrainConfig, train
+from pcd_core.train import DataConfig, TrainConfig, stored_config, train
 from pcd_core.train.trainer import RunResult
 
 
@@ -75,7 +75,8 @@ def run_label(name: str, options: dict[str, Any]) -> str:
 def _finished(config: TrainConfig, run_dir: Path) -> RunResult | None:
     """The result stored in ``run_dir``'s summary if it is a finished run of ``config``."""
     summary = RunDir(run_dir).read_summary()
-    if summary is None or summary.get("config") != config.model_dump(mode="json"):
+    stored = None if summary is None else summary.get("config")
+    if not isinstance(stored, dict) or stored_config(stored) != config.model_dump(mode="json"):
         return None
     return RunResult(
         out_dir=run_dir,

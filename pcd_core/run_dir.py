@@ -78,6 +78,21 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
+    def remove_if_unstarted(self) -> bool:
+        """Delete the folder when no epoch was recorded in it: it is empty or holds only an
+        empty metrics file. Returns whether it was removed (anything else keeps it)."""
+        try:
+            entries = list(self.path.iterdir())
+        except OSError:
+            return False
+        for entry in entries:
+            if entry.name != self.METRICS or not entry.is_file() or entry.stat().st_size:
+                return False
+        for entry in entries:
+            entry.unlink()
+        self.path.rmdir()
+        return True
+
     # -------------------------------------------------------------------- questions
     def has_checkpoint(self) -> bool:
         """Whether a run has checkpointed an epoch here (it can be resumed)."""

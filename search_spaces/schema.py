@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pcd_core.data import DATASET_NAMES
+from pcd_core.data import AUGMENTS, DATASET_NAMES, Augment
 from pcd_core.methods import METHODS, MethodOptionError, parse_options
 from pcd_core.models import MODELS
 
@@ -29,6 +29,8 @@ from pcd_core.models import MODELS
 TRAINING_PARAMS = ("lr", "weight_decay", "batch_size", "momentum")
 # Most configurations a grid may have (Optuna's grid sampler lists them all).
 MAX_GRID = 100_000
+# Most search trials a study may have (its budget can be raised up to this while it runs).
+MAX_TRIALS = 10_000
 # Seeds feed numpy's and Python's generators, which take 32 bits.
 MAX_SEED = 2**32 - 1
 
@@ -157,17 +159,42 @@ Param = Annotated[
 ]
 
 
+_DATA_OPTIONS = ("augment", "image_size")
+
+
 class DataSpec(_Strict):
     name: str = "digits"
     root: str | None = Field(None, description="folder name under the configured data root")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="tuning is on val: > 0")
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    augment: Augment | None = Field(
+        None,
+        description=f"training-batch augmentation, one of {', '.join(AUGMENTS)}; unset: "
+        "crop+flip for cifar10/cifar100, none for the others (image folders included: flips "
+        "and crops change digits, text and left/right labels)",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="image_folder only: resize images to this side; unset: their own size "
+        "(all must share it)",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> DataSpec:
         if self.name not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {self.name!r}; one of {', '.join(DATASET_NAMES)}")
+        if self.image_size is not None and self.name != "image_folder":
+            raise ValueError("image_size applies to image_folder data only")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """augment / image_size appear when given: specs stored before they existed dump
+        the same as they did."""
+        out = handler(self)
+        return {k: v for k, v in out.items() if v is not None or k not in _DATA_OPTIONS}
 
 
 class TrainingSpec(_Strict):
@@ -215,6 +242,12 @@ class Objective(_Strict):
         "val_top1", description="a per-epoch validation metric (never a test metric)"
     )
     mode: Literal["max", "min"] = "max"
+    goal: float | None = Field(
+        None,
+        description="stop the search once a trial's <metric> at its best epoch reaches this "
+        "value (at least it for mode max, at most for min); running trials are stopped and "
+        "the study is promoted as usual",
+    )
 
     @model_validator(mode="after")
     def _direction(self) -> Objective:
@@ -233,12 +266,18 @@ class Budget(_Strict):
     trials: int = Field(
         8,
         ge=0,
-        le=10000,
+        le=MAX_TRIALS,
         description="search trials; 0: a fixed-configuration study (every space parameter "
         "fixed, no search: the point is trained over the promotion seeds)",
     )
     max_epochs: int = Field(10, ge=1)
     time_limit_s: float | None = Field(None, gt=0)
+    max_failed_trials: int | None = Field(
+        None,
+        ge=1,
+        description="end the study as failed once this many trials have failed (after their "
+        "retries, max_failures); none: no limit",
+    )
 
 
 class Scheduler(_Strict):

@@ -1,5 +1,6 @@
-"""``pcd study submit | watch | list | show | trials | cancel | resume | delete``: the study
-commands that drive the REST API (PCD_API_URL, PCD_API_TOKEN) through service.client.
+"""``pcd study submit | watch | list | show | trials | extend | cancel | resume | delete``:
+the study commands that drive the REST API (PCD_API_URL, PCD_API_TOKEN) through
+service.client.
 
 Every command that takes a study id also takes a unique prefix of one (the 8 characters
 `pcd study list` prints); errors follow pcd_core.cli_errors (one ``error:`` line).
@@ -241,6 +242,8 @@ def _study_table(study: dict[str, Any]) -> Table:
          f"{t['stopped_early']} stopped early, {t['failed']} failed, {t['running']} running"),
         ("best", f"{_best_text(study)} (trial {best.get('trial_id') or '-'})"),
         ("best config", _config_text(best.get("config") or {}) or "-"),
+        ("limits", _limits_text(study.get("limits") or {})),
+        ("stop reason", study.get("stop_reason") or "-"),
         ("created", study["created_at"]),
         ("finished", study.get("finished_at") or "-"),
     ]  # fmt: skip
@@ -255,6 +258,15 @@ def _study_table(study: dict[str, Any]) -> Table:
     for field, value in rows:
         table.add_row(field, escape(str(value)))
     return table
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    goal, failed = limits.get("goal"), limits.get("max_failed_trials")
+    return (
+        f"budget {limits.get('trials', '-')} trials; goal "
+        f"{'-' if goal is None else _format_value(goal)}; failed-trial limit "
+        f"{'-' if failed is None else failed}"
+    )
 
 
 @remote_app.command("trials")
@@ -287,6 +299,28 @@ def study_trials(
 
 
 # ------------------------------------------------------------------------------- writes
+@remote_app.command("extend")
+def study_extend(
+    study_id: StudyId,
+    trials: Annotated[
+        int,
+        typer.Option("--trials", help="the new trial budget (not below the trials started)"),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a queued or running study's trial budget; its driver picks it up as it runs."""
+    with connect() as client:
+        study = api_call(lambda: client.set_budget(client.resolve(study_id), trials))
+    if as_json:
+        typer.echo(json.dumps(study, indent=1))
+        return
+    done, _ = _trials_done(study)
+    typer.echo(
+        f"study {study['id'][:8]} ({study['status']}): budget {study['limits']['trials']} "
+        f"trials, {done} done"
+    )
+
+
 @remote_app.command("cancel")
 def study_cancel(study_id: StudyId) -> None:
     """Cancel a queued or running study."""

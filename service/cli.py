@@ -218,6 +218,8 @@ def study_run(
     console.print(
         f"best {study.objective.metric} (val): {result.best_value}; config {result.best_config}"
     )
+    if result.stop_reason:
+        console.print(f"search ended early: {result.stop_reason}")
     console.print(f"MLflow: {result.tracking_uri} run {result.parent_run_id}")
     console.print(f"study folder: {result.study_dir}")
 

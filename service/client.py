@@ -125,6 +125,10 @@ class PcdClient:
             "GET", f"/v1/studies/{study_id}/trials", params={"offset": offset, "limit": limit}
         )
 
+    def set_budget(self, study_id: str, trials: int) -> dict[str, Any]:
+        """Change a queued or running study's trial budget."""
+        return self._call("PATCH", f"/v1/studies/{study_id}", json={"budget": {"trials": trials}})
+
     def cancel(self, study_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/studies/{study_id}/cancel")
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATA_ROOT = Path("data")
 DEFAULT_TEACHER_ROOT = Path("teachers")
 DEFAULT_MLFLOW_OUTAGE_S = 900.0
+DEFAULT_TRIAL_CHECKPOINT_MAX_MB = 50.0
 # what the API needs and a driver must not get (its Ray workers would carry them too)
 API_SECRETS = ("PCD_API_TOKENS", "PCD_DATABASE_URL")
 
@@ -92,6 +93,12 @@ class Settings(BaseSettings):
     max_trials: int = Field(512, ge=1, description="trials of a study, at most")
     max_epochs: int = Field(400, ge=1, description="epochs of a trial or a teacher, at most")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body limit")
+    trial_checkpoint_max_mb: float = Field(
+        DEFAULT_TRIAL_CHECKPOINT_MAX_MB,
+        ge=0,
+        description="a trial's best checkpoint (`best.pt`) is logged to its MLflow run when "
+        "it is at most this many MB (0: never)",
+    )
     local_cpus: int | None = Field(
         None, ge=1, description="CPUs of each driver's local Ray", json_schema_extra=_unset("all")
     )
@@ -146,6 +153,7 @@ class Settings(BaseSettings):
             "PCD_LOCAL_CPUS": str(self.local_cpus) if self.local_cpus else None,
             "PCD_CLUSTER_AUTOSCALES": "true" if self.cluster_autoscales else None,
             "PCD_MLFLOW_OUTAGE_S": str(self.mlflow_outage_s),
+            "PCD_TRIAL_CHECKPOINT_MAX_MB": str(self.trial_checkpoint_max_mb),
         }
         return {key: value for key, value in env.items() if value}
 
@@ -181,6 +189,7 @@ class RunnerSettings:
     # the cluster adds nodes on demand (an autoscaler): no request is refused for want of a
     # node that exists now, unless the autoscaler publishes its node types
     cluster_autoscales: bool = False
+    trial_checkpoint_max_mb: float = DEFAULT_TRIAL_CHECKPOINT_MAX_MB  # larger best.pt: not logged
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerSettings:
@@ -201,4 +210,7 @@ class RunnerSettings:
             num_cpus=int(env["PCD_LOCAL_CPUS"]) if env.get("PCD_LOCAL_CPUS") else None,
             cluster_autoscales=env.get("PCD_CLUSTER_AUTOSCALES", "").lower()
             in ("1", "true", "yes"),
+            trial_checkpoint_max_mb=float(
+                env.get("PCD_TRIAL_CHECKPOINT_MAX_MB") or DEFAULT_TRIAL_CHECKPOINT_MAX_MB
+            ),
         )

@@ -47,6 +47,7 @@ class Tags:
     TRIAL_ERRORS = "pcd.trial_errors"  # JSON: trial id -> why it failed
     ORPHANED_TRIALS_FAILED = "pcd.orphaned_trials_failed"  # Optuna trials a dead driver left
     BEST_PARAM_PREFIX = "best."  # best.<param>: the best configuration
+    STOP_REASON = "pcd.stop_reason"  # why the search ended before its budget (StopReason)
     # a trial's run
     TRIAL_ID = "pcd.trial_id"  # Tune's trial id
     OUTCOME = "pcd.outcome"  # a TrialOutcome
@@ -55,6 +56,9 @@ class Tags:
     RESTORE_NOTE = "pcd.restore_note"  # finished after Tune's last snapshot before a crash
     # either: why it failed, one line
     ERROR = "pcd.error"
+    # read in the MLflow UI (docs: README "MLflow"): the winner, and a run's description
+    BEST = "pcd.best"  # "true" on the run of the trial the study ranked first
+    NOTE = "mlflow.note.content"  # MLflow's run description (a trial's: how it ended)
     # promotion, baseline and teacher runs (children without a trial id; runner.promotion)
     LABEL = "pcd.label"  # "best" or "baseline_<method>" (as StudyFolder.promotion_dir)
     SEED = "pcd.seed"
@@ -64,7 +68,6 @@ class Tags:
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"
     GIT_COMMIT = "mlflow.source.git.commit"
-    NOTE = "mlflow.note.content"
 
 
 class RunKind(enum.StrEnum):
@@ -74,6 +77,19 @@ class RunKind(enum.StrEnum):
     promotion = "promotion"  # the best configuration retrained on train+val, one seed
     baseline = "baseline"  # a baseline method at its defaults, one seed
     teacher = "teacher"  # the teacher the study trained
+
+
+# params of every trial's run besides its configuration: the study's context (the API's trial
+# config leaves them out unless the space samples a parameter of that name)
+TRIAL_CONTEXT_PARAMS = (
+    "method",
+    "teacher",
+    "student",
+    "dataset",
+    "max_epochs",
+    "study",
+    "study_id",
+)
 
 
 class TrialOutcome(enum.StrEnum):
@@ -154,6 +170,7 @@ class StudySummary(BaseModel):
     best_trial_id: str | None
     trials: list[TrialRow]
     promotion: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stop_reason: str | None = None  # why the search ended before its budget (StopReason)
 
     def to_json(self) -> dict[str, Any]:
         # a value JSON cannot hold (e.g. a numpy integer in a config) is written as text
@@ -166,6 +183,23 @@ class Outcome(BaseModel):
     status: Literal["succeeded", "failed"]
     error: str | None = None
     attempt: int | None = None  # the attempt that wrote it (launch.json's)
+
+
+class TrialBudget(BaseModel):
+    """``budget.json``: the study's search budget as changed after submit (PATCH
+    /v1/studies/{id}); the supervisor writes it, the running driver re-reads it. Without the
+    file the spec's budget holds."""
+
+    trials: int = Field(ge=1)
+
+
+class StopReason(BaseModel):
+    """``stop.json``: why the driver ended the search before its budget, written once when
+    it decided (a restored driver keeps the decision)."""
+
+    kind: Literal["goal", "failed_trials"]
+    trial_id: str  # the trial that reached the goal, or the last that failed
+    detail: str  # one line, e.g. "goal reached by trial ab12: val_top1 91.2 >= 90"
 
 
 class Launch(BaseModel):
@@ -207,6 +241,14 @@ class StudyFolder:
     @property
     def launch_file(self) -> Path:
         return self.path / "launch.json"
+
+    @property
+    def budget_file(self) -> Path:
+        return self.path / "budget.json"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.path / "stop.json"
 
     @property
     def driver_log(self) -> Path:
@@ -310,6 +352,36 @@ class StudyFolder:
     def clear_outcome(self) -> None:
         """Remove the previous attempt's outcome (before a new attempt starts)."""
         self.outcome_file.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ budget.json
+    def write_budget(self, budget: TrialBudget) -> None:
+        _write_atomic(self.budget_file, budget.model_dump_json())
+
+    def read_budget(self) -> TrialBudget | None:
+        """The budget as changed after submit; None when it was not (or is unreadable)."""
+        try:
+            return TrialBudget.model_validate_json(self.budget_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ stop.json
+    def write_stop(self, reason: StopReason) -> None:
+        _write_atomic(self.stop_file, reason.model_dump_json())
+
+    def read_stop(self) -> StopReason | None:
+        """Why the search ended early; None when it did not (yet), or the file is unreadable."""
+        try:
+            return StopReason.model_validate_json(self.stop_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def clear_failed_trials_stop(self) -> None:
+        """Forget a failed-trial-limit stop before a new driver starts (a resume): the
+        resumed search retries its failed trials, and one more failure ends it again. A goal
+        reached ends a study that succeeded, so it is never resumed."""
+        reason = self.read_stop()
+        if reason is not None and reason.kind == "failed_trials":
+            self.stop_file.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ launch.json
     def write_launch(self, attempt: int) -> None:

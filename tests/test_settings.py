@@ -50,6 +50,7 @@ def test_a_driver_reads_what_the_api_gives_it(tmp_path) -> None:
         teacher_root=Path("t"),
         local_cpus=3,
         cluster_autoscales=True,
+        trial_checkpoint_max_mb=5,
     )
     runner = RunnerSettings.from_env(settings.driver_env())
     assert runner == RunnerSettings(
@@ -61,6 +62,7 @@ def test_a_driver_reads_what_the_api_gives_it(tmp_path) -> None:
         teacher_root=Path("t").resolve(),
         num_cpus=3,
         cluster_autoscales=True,
+        trial_checkpoint_max_mb=5.0,
     )
     jobs = Settings(ray_address="http://head:8265")
     assert RunnerSettings.from_env(jobs.driver_env()).ray_address == "auto"  # joins the cluster

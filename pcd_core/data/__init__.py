@@ -26,10 +26,13 @@ from pcd_core.data.datasets import (
 from pcd_core.data.download import ARCHIVES, download_dataset
 from pcd_core.data.errors import DatasetError
 from pcd_core.data.loader import (
+    AUGMENTS,
+    Augment,
     Batch,
     DeviceLoader,
     StreamingImageFolder,
     StreamingLoader,
+    as_augment,
     augment_batch,
     default_augment,
     make_epoch_plan,
@@ -38,15 +41,18 @@ from pcd_core.data.splits import train_val_split
 
 __all__ = [
     "ARCHIVES",
+    "AUGMENTS",
     "DATASET_NAMES",
     "FASHION_MNIST_DEBIAN_DIR",
     "SPLITS",
+    "Augment",
     "Batch",
     "DatasetError",
     "DeviceLoader",
     "ImageData",
     "StreamingImageFolder",
     "StreamingLoader",
+    "as_augment",
     "augment_batch",
     "channel_stats",
     "default_augment",

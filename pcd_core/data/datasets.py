@@ -46,6 +46,12 @@ SPLITS: tuple[str, ...] = ("train", "test")
 DATA_ROOT_ENV = "PCD_DATA_ROOT"
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+# An image folder's layout: root/<split>/<class_name>/*.png|jpg|jpeg, split one of SPLITS.
+IMAGE_FOLDER_LAYOUT = "<root>/train/<class_name>/*.png|jpg|jpeg and <root>/test/<class_name>/..."
+IMAGE_FOLDER_NEEDS_ROOT = (
+    f"image_folder needs --data-root (or {DATA_ROOT_ENV}): a folder laid out as "
+    f"{IMAGE_FOLDER_LAYOUT}"
+)
 
 # Per-channel statistics of the training splits (the values commonly used in the literature).
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -663,25 +669,77 @@ def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
-def decode_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+def decode_image(
+    path: str | Path, mode: str, size: tuple[int, int], *, resize: bool = True
+) -> np.ndarray:
     """Decode one image file to uint8 ``[C, H, W]`` in ``mode`` ("L"/"RGB"), resized to ``size``
-    (height, width) with bilinear filtering; DatasetError names the file if it is unreadable."""
+    (height, width) with bilinear filtering; with ``resize=False`` an image of another size is
+    an error (the folder's images must share one size). DatasetError names the file if it is
+    unreadable."""
     from PIL import Image
 
     path = Path(path)
+    h, w = size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
                 conv = img.convert(mode)
-                h, w = size
-                if conv.size != (w, h):
+                if conv.size != (w, h) and resize:
                     conv = conv.resize((w, h), Image.Resampling.BILINEAR)
                 arr = np.array(conv, dtype=np.uint8)  # a writable copy
     except Exception as exc:
         raise DatasetError(f"{path}: unreadable image file ({type(exc).__name__}: {exc})") from exc
+    if arr.shape[:2] != (h, w):
+        raise DatasetError(_size_mismatch(path, (arr.shape[0], arr.shape[1]), size))
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _size_mismatch(path: Path, got: tuple[int, int], want: tuple[int, int]) -> str:
+    return (
+        f"{path}: image is {got[0]}x{got[1]} (height x width), the folder's other images are "
+        f"{want[0]}x{want[1]}; the images of an image folder must share one size, or pass "
+        "--image-size N (image_size: N) to resize them all to NxN"
+    )
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception as exc:
+        raise DatasetError(f"{path}: unreadable image file ({exc})") from exc
+    return h, w
+
+
+def native_size(files: Sequence[Path], sample: int = _MODE_SAMPLE) -> tuple[int, int]:
+    """The (height, width) an image folder's images share, read from the headers of up to
+    ``sample`` evenly spaced files (every file is checked again when it is decoded)."""
+    if not files:
+        raise DatasetError("no images to take the image size from")
+    step = max(1, math.ceil(len(files) / sample))
+    first = _header_size(files[0])
+    for f in files[::step]:
+        size = _header_size(f)
+        if size != first:
+            raise DatasetError(_size_mismatch(f, size, first))
+    return first
+
+
+def folder_image_size(
+    index: FolderIndex, image_size: int | Sequence[int] | None
+) -> tuple[tuple[int, int], bool]:
+    """The size images of ``index`` are decoded to and whether they are resized to it:
+    ``image_size`` when given, else the training images' own size (all must share it)."""
+    if image_size is not None:
+        return _as_size(image_size), True
+    ref = index.files
+    if index.split != "train" and (index.root / "train").is_dir():
+        ref = _scan_split(index.root, "train", index.class_names, index.extensions)[0] or ref
+    return native_size(ref), False
 
 
 def _stats_positions(n: int, sample: int = _STATS_SAMPLE) -> list[int]:
@@ -691,7 +749,11 @@ def _stats_positions(n: int, sample: int = _STATS_SAMPLE) -> list[int]:
 
 
 def folder_stats(
-    index: FolderIndex, size: tuple[int, int], decoded: Tensor | None = None
+    index: FolderIndex,
+    size: tuple[int, int],
+    decoded: Tensor | None = None,
+    *,
+    resize: bool = True,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean/std of an image folder, from (at most 2,048 evenly spaced) training images.
 
@@ -711,7 +773,7 @@ def folder_stats(
         sample = ref_decoded.index_select(0, torch.tensor(pos, dtype=torch.int64))
     else:
         sample = torch.from_numpy(
-            np.stack([decode_image(ref.files[i], ref.mode, size) for i in pos])
+            np.stack([decode_image(ref.files[i], ref.mode, size, resize=resize) for i in pos])
         )
     return channel_stats(sample)
 
@@ -720,28 +782,29 @@ def load_image_folder(
     root: str | Path,
     split: str,
     *,
-    image_size: int | Sequence[int] = 32,
+    image_size: int | Sequence[int] | None = None,
     mode: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> ImageData:
     """Decode ``root/<split>/<class_name>/*.png|jpg|jpeg`` into memory (Pillow), as RGB or,
-    when all images are grayscale, L, resized to ``image_size``.
+    when all images are grayscale, L, resized to ``image_size`` when it is given; by default
+    at their own size, which the images must share (a DatasetError names one that differs).
 
     ``mean``/``std`` default to estimates from the training split. For folders too large for
     memory use :class:`pcd_core.data.loader.StreamingImageFolder` instead.
     """
     _check_split(split)
     index = scan_image_folder(root, split, extensions=extensions, mode=mode)
-    size = _as_size(image_size)
+    size, resize = folder_image_size(index, image_size)
     c = 1 if index.mode == "L" else 3
     images = np.empty((len(index.files), c, *size), dtype=np.uint8)
     for i, f in enumerate(index.files):
-        images[i] = decode_image(f, index.mode, size)
+        images[i] = decode_image(f, index.mode, size, resize=resize)
     images_t = torch.from_numpy(images)
     if mean is None or std is None:
-        est_mean, est_std = folder_stats(index, size, images_t)
+        est_mean, est_std = folder_stats(index, size, images_t, resize=resize)
         mean = est_mean if mean is None else mean
         std = est_std if std is None else std
     return ImageData(
@@ -778,7 +841,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, **kw: ob
     if key in ("mnist", "fashion_mnist"):
         return load_idx_dataset(key, split, root, **kw)  # type: ignore[arg-type]
     if root is None:
-        raise DatasetError("image_folder needs root: a folder with <split>/<class_name>/ images")
+        raise DatasetError(IMAGE_FOLDER_NEEDS_ROOT)
     return load_image_folder(root, split, **kw)  # type: ignore[arg-type]
 
 

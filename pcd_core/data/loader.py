@@ -3,8 +3,9 @@
 Both loaders share one contract: ``loader.epoch(epoch)`` yields :class:`Batch` objects and is a
 deterministic function of ``(seed, epoch)``. The permutation and every augmentation draw (a
 crop offset per sample after zero-padding by ``pad`` pixels, and a horizontal flip with
-p = 0.5) come from a CPU ``torch.Generator`` seeded from ``(seed, epoch)`` and are moved to the
-device once per epoch; the augmentation itself is a single batched gather on the device.
+p = 0.5; either or both, see :data:`Augment`) come from a CPU ``torch.Generator`` seeded
+from ``(seed, epoch)`` and are moved to the device once per epoch; the augmentation itself
+is a single batched gather on the device.
 
 - :class:`DeviceLoader` keeps the whole data set (or a subset) on the device as uint8: the fast
   path for everything that fits in device memory (CIFAR-100 train is 150 MB).
@@ -19,6 +20,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -30,25 +32,42 @@ from pcd_core.data.datasets import (
     DATASET_NAMES,
     IMAGE_EXTENSIONS,
     ImageData,
-    _as_size,
     decode_image,
+    folder_image_size,
     folder_stats,
     scan_image_folder,
 )
 
-_AUGMENTED = frozenset({"cifar10", "cifar100", "image_folder"})
+Augment = Literal["none", "crop", "flip", "crop+flip"]
+AUGMENTS: tuple[str, ...] = get_args(Augment)
+# The CIFAR recipe crops and flips; everything else is left as it is by default: flipping a
+# digit, a letter or a left/right label changes what it is, and an image folder's labels are
+# the user's (turn augmentation on with --augment / augment: when they allow it).
+_AUGMENTED = frozenset({"cifar10", "cifar100"})
 
 
-def default_augment(name: str) -> bool:
-    """Whether data set ``name`` is trained with crop+flip augmentation by default.
+def default_augment(name: str) -> Augment:
+    """The augmentation data set ``name`` is trained with by default.
 
-    True for cifar10, cifar100 and image_folder; False for digits, mnist and fashion_mnist
-    (flipping a digit changes what it is).
+    "crop+flip" for cifar10 and cifar100 (the recipe); "none" for digits, mnist,
+    fashion_mnist and image_folder (flips and crops can change what an image shows).
     """
     key = name.strip().lower().replace("-", "_")
     if key not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASET_NAMES)}")
-    return key in _AUGMENTED
+    return "crop+flip" if key in _AUGMENTED else "none"
+
+
+def as_augment(value: str | bool) -> Augment:
+    """An augmentation name from a name or an old boolean (True: "crop+flip", False: "none")."""
+    if isinstance(value, bool):
+        return "crop+flip" if value else "none"
+    key = str(value).strip().lower().replace(" ", "")
+    if key == "flip+crop":
+        key = "crop+flip"
+    if key not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {value!r}; choose one of {', '.join(AUGMENTS)}")
+    return key  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -91,15 +110,26 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def make_epoch_plan(
-    n: int, seed: int, epoch: int, *, shuffle: bool, augment: bool, pad: int = 4
+    n: int, seed: int, epoch: int, *, shuffle: bool, augment: Augment | bool, pad: int = 4
 ) -> EpochPlan:
-    """Draw the permutation and augmentation parameters of ``epoch`` for ``n`` samples."""
+    """Draw the permutation and augmentation parameters of ``epoch`` for ``n`` samples.
+
+    "crop" draws offsets and flips nothing; "flip" draws flips and keeps the centre
+    (offsets = ``pad``); "none" draws neither. "crop+flip" draws the same numbers as before
+    the other modes existed (True), so its batches are unchanged."""
+    mode = as_augment(augment)
     gen = epoch_generator(seed, epoch)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-    if not augment:
+    if mode == "none":
         return EpochPlan(order, None, None)
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
-    flips = torch.rand(n, generator=gen) < 0.5
+    if mode == "flip":
+        offsets = torch.full((n, 2), pad, dtype=torch.int64)
+    else:
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
+    if mode == "crop":
+        flips = torch.zeros(n, dtype=torch.bool)
+    else:
+        flips = torch.rand(n, generator=gen) < 0.5
     return EpochPlan(order, offsets, flips)
 
 
@@ -173,7 +203,7 @@ class _EpochLoader:
         batch_size: int,
         *,
         shuffle: bool,
-        augment: bool,
+        augment: Augment | bool,
         seed: int,
         device: torch.device | str,
         drop_last: bool,
@@ -185,7 +215,7 @@ class _EpochLoader:
         self.indices = _as_indices(indices, len(data))
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.augment = augment
+        self.augment: Augment = as_augment(augment)
         self.seed = int(seed)
         self.drop_last = drop_last
         self.channels_last = channels_last
@@ -217,8 +247,9 @@ class DeviceLoader(_EpochLoader):
     """Iterates over (a subset of) an :class:`ImageData` held on ``device`` as uint8.
 
     ``epoch(e)`` yields :class:`Batch` es whose order and augmentation depend only on
-    ``(seed, e)``; ``len(loader)`` is the number of batches per epoch. With ``augment``: pad
-    by ``pad`` (default 4) zero pixels, crop back to H x W at a random offset, flip
+    ``(seed, e)``; ``len(loader)`` is the number of batches per epoch. ``augment`` ("none",
+    "crop", "flip", "crop+flip"; True/False stand for "crop+flip"/"none"): crop pads by
+    ``pad`` (default 4) zero pixels and crops back to H x W at a random offset; flip mirrors
     horizontally with p = 0.5. Images are normalised with the data set's mean/std.
     """
 
@@ -229,7 +260,7 @@ class DeviceLoader(_EpochLoader):
         batch_size: int,
         *,
         shuffle: bool,
-        augment: bool,
+        augment: Augment | bool,
         seed: int,
         device: torch.device | str = "cpu",
         drop_last: bool = False,
@@ -283,7 +314,8 @@ class DeviceLoader(_EpochLoader):
 class StreamingImageFolder(Dataset):
     """``root/<split>/<class_name>/*.png|jpg|jpeg`` decoded lazily, one image per item.
 
-    Items are ``(uint8 [C, H, W] tensor, label)``. Classes, colour mode and mean/std follow
+    Items are ``(uint8 [C, H, W] tensor, label)``. Images keep their own (shared) size unless
+    ``image_size`` is given. Classes, colour mode and mean/std follow
     :func:`pcd_core.data.datasets.load_image_folder` (statistics from at most 2,048 training
     images, decoded once here unless ``mean``/``std`` are given). Use it through
     :class:`StreamingLoader` for folders that do not fit in memory.
@@ -296,14 +328,14 @@ class StreamingImageFolder(Dataset):
         root: str | Path,
         split: str,
         *,
-        image_size: int | Sequence[int] = 32,
+        image_size: int | Sequence[int] | None = None,
         mode: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
     ) -> None:
         self.index = scan_image_folder(root, split, extensions=extensions, mode=mode)
-        self.size = _as_size(image_size)
+        self.size, self.resize = folder_image_size(self.index, image_size)
         self.split = split
         self.files = self.index.files
         self.labels = torch.tensor(self.index.labels, dtype=torch.int64)
@@ -312,7 +344,7 @@ class StreamingImageFolder(Dataset):
         self.mode = self.index.mode
         self.channels = 1 if self.mode == "L" else 3
         if mean is None or std is None:
-            est_mean, est_std = folder_stats(self.index, self.size)
+            est_mean, est_std = folder_stats(self.index, self.size, resize=self.resize)
             mean = est_mean if mean is None else mean
             std = est_std if std is None else std
         self.mean = tuple(float(m) for m in mean)
@@ -322,7 +354,7 @@ class StreamingImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        img = decode_image(self.files[i], self.mode, self.size)
+        img = decode_image(self.files[i], self.mode, self.size, resize=self.resize)
         return torch.from_numpy(img), int(self.index.labels[i])
 
 
@@ -360,7 +392,7 @@ class StreamingLoader(_EpochLoader):
         batch_size: int,
         *,
         shuffle: bool,
-        augment: bool,
+        augment: Augment | bool,
         seed: int,
         device: torch.device | str = "cpu",
         drop_last: bool = False,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pcd_core.data import DATASET_NAMES
+from pcd_core.data import AUGMENTS, DATASET_NAMES, Augment, as_augment, default_augment
 from pcd_core.methods import METHODS, needs_teacher, parse_options
 from pcd_core.models import MODELS, model_family
 
@@ -24,18 +24,50 @@ class DataConfig(BaseModel):
     root: Path | None = Field(None, description="data folder (not needed for digits)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held-out part of train")
     seed: int = Field(0, ge=0, description="data seed: split, batch order, augmentation")
-    augment: bool | None = Field(None, description="crop+flip; default: per data set")
-    image_size: int = Field(32, ge=4, description="resize side, image folders only")
+    augment: Augment | None = Field(
+        None,
+        description=f"one of {', '.join(AUGMENTS)} (true/false: crop+flip/none); default: "
+        "crop+flip for cifar10/cifar100, none for the others (image folders included)",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=4,
+        description="image folders only: resize to this side; default: the images' own size",
+    )
     streaming: bool = Field(
         False, description="image folders too large for memory: decode batches in workers"
     )
     num_workers: int = Field(2, ge=0, description="decoding workers when streaming")
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_name(cls, value: object) -> object:
+        """Old configs wrote a bool: true is crop+flip, false none."""
+        if value is None:
+            return None
+        if isinstance(value, bool | str):
+            return as_augment(value)
+        return value
+
     @model_validator(mode="after")
-    def _streaming_folders_only(self) -> DataConfig:
+    def _defaults(self) -> DataConfig:
+        """The per-data-set augmentation is written into the config (it records what ran)."""
+        if self.augment is None:
+            object.__setattr__(self, "augment", default_augment(self.name))
+        return self
+
+    @model_validator(mode="after")
+    def _folders_only(self) -> DataConfig:
         if self.streaming and self.name != "image_folder":
             raise ValueError("streaming applies to image_folder data only")
+        if self.image_size is not None and self.name != "image_folder":
+            raise ValueError("image_size applies to image_folder data only")
         return self
+
+    @property
+    def augmentation(self) -> Augment:
+        """The augmentation of the training batches (never None once validated)."""
+        return self.augment or default_augment(self.name)
 
     @field_validator("name")
     @classmethod
@@ -44,6 +76,40 @@ class DataConfig(BaseModel):
         if key not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
         return key
+
+
+# CLI default epochs per data set: the CIFAR recipe's 240, and a short run for small data.
+_RECIPE_EPOCHS = 240
+_SHORT_EPOCHS = 20
+
+
+def default_epochs(name: str) -> int:
+    """The epochs the CLI trains for when --epochs is left out: 240 (the recipe) for
+    cifar10/cifar100, 20 for digits, mnist, fashion_mnist and image folders."""
+    key = name.strip().lower().replace("-", "_")
+    return _RECIPE_EPOCHS if key in ("cifar10", "cifar100") else _SHORT_EPOCHS
+
+
+def stored_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config written before augmentation had names and image folders kept their size
+    (``augment`` true, false or null, ``image_size`` 32 for every data set), in today's
+    terms: true/false as crop+flip/none, null as the old per-data-set default (image folders
+    were cropped and flipped), and no image_size outside image folders. Newer configs come
+    back unchanged."""
+    data = config.get("data")
+    if not isinstance(data, dict) or "augment" not in data:
+        return config
+    augment = data["augment"]
+    if augment is not None and not isinstance(augment, bool):
+        return config
+    data = dict(data)
+    name = str(data.get("name", "digits")).strip().lower().replace("-", "_")
+    if augment is None:
+        augment = name in ("cifar10", "cifar100", "image_folder")
+    data["augment"] = as_augment(augment)
+    if name != "image_folder":
+        data.pop("image_size", None)
+    return {**config, "data": data}
 
 
 class TrainConfig(BaseModel):

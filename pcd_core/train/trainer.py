@@ -21,15 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from pcd_core.data import (
+    Augment,
     DatasetError,
     DeviceLoader,
     ImageData,
     StreamingImageFolder,
     StreamingLoader,
-    default_augment,
     load_dataset,
     train_val_split,
 )
+from pcd_core.data.datasets import IMAGE_FOLDER_NEEDS_ROOT
 from pcd_core.methods import Method, build_method
 from pcd_core.models import build_model
 from pcd_core.run_dir import RunDir, RunSummary
@@ -43,7 +44,7 @@ from pcd_core.train.checkpoint import (
     save_teacher,
     set_rng_state,
 )
-from pcd_core.train.config import TrainConfig
+from pcd_core.train.config import TrainConfig, stored_config
 from pcd_core.train.distiller import Distiller
 from pcd_core.train.logit_bank import LogitBank, data_key
 from pcd_core.train.metrics import classification_metrics, hard_classes, predict
@@ -137,7 +138,7 @@ class _Setup:
     train_idx: Tensor
     val_idx: Tensor
     fingerprint: str
-    augment: bool
+    augment: Augment
     num_workers: int = 0
 
     @property
@@ -160,7 +161,7 @@ class _Setup:
         batch_size: int,
         *,
         shuffle: bool,
-        augment: bool,
+        augment: Augment | bool,
         seed: int,
     ) -> DeviceLoader | StreamingLoader:
         """Held on the device (in-memory data) or decoded in workers (streaming folders)."""
@@ -186,35 +187,50 @@ def folder_fingerprint(data: StreamingImageFolder) -> str:
     return digest.hexdigest()
 
 
+def _load_data(
+    config: TrainConfig,
+) -> tuple[ImageData | StreamingImageFolder, ImageData | StreamingImageFolder, str]:
+    """The train and test splits (in memory, or streamed image folders) and the train
+    split's fingerprint."""
+    data = config.data
+    if data.name == "image_folder" and data.root is None:
+        raise DatasetError(IMAGE_FOLDER_NEEDS_ROOT)
+    if not data.streaming:
+        kw: dict[str, Any] = {}
+        if data.name == "image_folder":
+            kw["image_size"] = data.image_size
+        train = load_dataset(data.name, "train", data.root, **kw)
+        test = load_dataset(data.name, "test", data.root, **kw)
+        return train, test, dataset_fingerprint(train)
+    assert data.root is not None
+    s_train = StreamingImageFolder(data.root, "train", image_size=data.image_size)
+    # the test images are held to the train images' size (checked, not resized, by default)
+    s_test = StreamingImageFolder(
+        data.root, "test", image_size=data.image_size, mean=s_train.mean, std=s_train.std
+    )
+    if s_test.class_names != s_train.class_names:
+        raise DatasetError(
+            f"{data.root}: test classes {s_test.class_names} differ from train "
+            f"classes {s_train.class_names}"
+        )
+    return s_train, s_test, folder_fingerprint(s_train)
+
+
+def _square_side(data: ImageData | StreamingImageFolder) -> None:
+    """Models take one side: an image folder's own size must be square."""
+    h, w = data.size if isinstance(data, StreamingImageFolder) else data.image_size
+    if h != w:
+        raise DatasetError(
+            f"the images are {h}x{w} (height x width), not square; pass --image-size N "
+            "(image_size: N) to resize them to NxN"
+        )
+
+
 def _prepare(config: TrainConfig) -> _Setup:
     device = resolve_device(config.device)
     on_cuda = device.type == "cuda"
-    kw: dict[str, Any] = {}
-    if config.data.name == "image_folder":
-        kw["image_size"] = config.data.image_size
-    train: ImageData | StreamingImageFolder
-    test: ImageData | StreamingImageFolder
-    if config.data.streaming:
-        if config.data.root is None:
-            raise DatasetError("image_folder needs root: a folder with <split>/<class>/ images")
-        train = StreamingImageFolder(config.data.root, "train", image_size=config.data.image_size)
-        test = StreamingImageFolder(
-            config.data.root,
-            "test",
-            image_size=config.data.image_size,
-            mean=train.mean,
-            std=train.std,
-        )
-        if test.class_names != train.class_names:
-            raise DatasetError(
-                f"{config.data.root}: test classes {test.class_names} differ from train "
-                f"classes {train.class_names}"
-            )
-        fingerprint = folder_fingerprint(train)
-    else:
-        train = load_dataset(config.data.name, "train", config.data.root, **kw)
-        test = load_dataset(config.data.name, "test", config.data.root, **kw)
-        fingerprint = dataset_fingerprint(train)
+    train, test, fingerprint = _load_data(config)
+    _square_side(train)
     train_idx, val_idx = train_val_split(train.labels, config.data.val_fraction, config.data.seed)
     return _Setup(
         device=device,
@@ -225,9 +241,7 @@ def _prepare(config: TrainConfig) -> _Setup:
         train_idx=train_idx,
         val_idx=val_idx,
         fingerprint=fingerprint,
-        augment=default_augment(config.data.name)
-        if config.data.augment is None
-        else config.data.augment,
+        augment=config.data.augmentation,
         num_workers=config.data.num_workers,
     )
 
@@ -245,6 +259,12 @@ def _train_loader(config: TrainConfig, setup: _Setup) -> DeviceLoader | Streamin
 
 
 def _check_teacher(info: TeacherInfo, setup: _Setup, config: TrainConfig) -> None:
+    if info.image_size != setup.image_side:
+        side = setup.image_side
+        raise CheckpointError(
+            f"teacher was trained on {info.image_size}x{info.image_size} images, this run's are "
+            f"{side}x{side}; pass --image-size {info.image_size} (image_size: {info.image_size})"
+        )
     if info.dataset != config.data.name or info.dataset_fingerprint != setup.fingerprint:
         raise CheckpointError(
             f"teacher was trained on {info.dataset} (fingerprint {info.dataset_fingerprint[:12]}),"
@@ -309,7 +329,10 @@ def train(
     the run can be resumed). ``progress(epoch, epochs, metrics)`` is called at the start
     (metrics None) and end of every epoch.
     """
-    run = _start(config, RunDir(out_dir).create())
+    # The folder is made once the data, the teacher and the model are ready: a run that
+    # fails to set up leaves nothing behind.
+    run = _start(config, RunDir(out_dir))
+    run.run_dir.create()
     start_epoch = _restore(run) if resume and run.run_dir.has_checkpoint() else _fresh(run)
     completed = True
     for epoch in range(start_epoch, config.epochs + 1):
@@ -416,9 +439,14 @@ def _restore(run: _Run) -> int:
     """Continue from the run folder's last checkpoint. Returns the first epoch to train."""
     last = run.run_dir.last
     state = load_file(last, "run checkpoint")
-    if state.get("format") != RUN_FORMAT or state.get("config") != _config_json(run.config):
+    stored = state.get("config")
+    if state.get("format") != RUN_FORMAT or not isinstance(stored, dict):
+        raise CheckpointError(f"{last} is not a pcd run checkpoint; use another out_dir")
+    differences = config_differences(stored_config(stored), _config_json(run.config))
+    if differences:
         raise CheckpointError(
-            f"{last} belongs to a different run configuration; use another out_dir"
+            f"{last} belongs to a different run configuration ({'; '.join(differences[:4])}); "
+            "resume it with the options it was started with, or use another out_dir"
         )
     run.student.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -433,6 +461,19 @@ def _restore(run: _Run) -> int:
 
 def _config_json(config: TrainConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
+
+
+def config_differences(was: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"field: X in the checkpoint, Y now"`` for every (nested) field where two config
+    dicts differ."""
+    out: list[str] = []
+    for key in sorted(set(was) | set(now)):
+        a, b = was.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} now")
+    return out
 
 
 # -------------------------------------------------------------------------------- epoch loop
@@ -593,7 +634,8 @@ def _bank(config: TrainConfig, setup: _Setup, info: TeacherInfo, loader: DeviceL
         dataset=setup.fingerprint,
         train=setup.train_idx.tolist(),
         seed=config.data.seed,
-        augment=setup.augment,
+        # the names of the modes that existed as booleans keep their banks' keys
+        augment={"crop+flip": True, "none": False}.get(setup.augment, setup.augment),
         pad=loader.pad,
         amp=setup.amp,
     )

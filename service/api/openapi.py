@@ -2,7 +2,8 @@
 
 POST /v1/studies reads its body itself (after authentication), so FastAPI cannot derive the
 body's schema from a parameter: the route refers to ``StudyRequest`` (a full StudySpec or a
-NamedSpaceRequest) and the document gets those models' schemas here. The same schemas are
+NamedSpaceRequest) and the document gets those models' schemas here; so does PATCH
+/v1/studies/{id} with ``StudyUpdate``. The same schemas are
 served standalone (``/v1/schemas/...``) for clients that validate before they submit.
 """
 
@@ -16,11 +17,12 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from search_spaces.schema import StudySpec
-from service.api.schemas import NamedSpaceRequest
+from service.api.schemas import NamedSpaceRequest, StudyUpdate
 
 COMPONENTS = "#/components/schemas/{model}"
 STUDY_REQUEST = "StudyRequest"
 STUDY_REQUEST_REF = {"$ref": COMPONENTS.format(model=STUDY_REQUEST)}
+STUDY_UPDATE_REF = {"$ref": COMPONENTS.format(model=StudyUpdate.__name__)}
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _REQUEST_DESCRIPTION = (
     "a full study spec (as in a YAML search space), or a shipped search space by name with "
@@ -30,9 +32,10 @@ _REQUEST_DESCRIPTION = (
 
 
 def study_request_components() -> dict[str, dict[str, Any]]:
-    """The component schemas of the study request body: StudyRequest and what it refers to."""
+    """The component schemas of the bodies the study routes read themselves: StudyRequest,
+    StudyUpdate and what they refer to."""
     models = [(StudySpec, "validation"), (NamedSpaceRequest, "validation")]
-    _, top = models_json_schema(models, ref_template=COMPONENTS)
+    _, top = models_json_schema([*models, (StudyUpdate, "validation")], ref_template=COMPONENTS)
     request = {
         "title": STUDY_REQUEST,
         "description": _REQUEST_DESCRIPTION,

@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy import text
 
 from search_spaces.schema import Objective
-from service.api.schemas import BestTrial, TrialCounters, TrialOut, TrialState
-from service.api.trial_config import typed_config
+from service.api.schemas import BestTrial, StudyLimits, TrialCounters, TrialOut, TrialState
+from service.api.trial_config import trial_params, typed_config
 from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
@@ -128,8 +128,7 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
     for run in runs:
         counted = trial_state(run)
         setattr(counters, counted, getattr(counters, counted) + 1)
-    trials = record.spec.get("budget", {}).get("trials", 0)
-    counters.pending = max(0, trials - len(runs))
+    counters.pending = max(0, record.trial_budget - len(runs))
     summary = _summary(record)
     if summary is not None:
         best = BestTrial(
@@ -144,6 +143,20 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
             f"{uri.rstrip('/')}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}"
         )
     return counters, best, promotion, mlflow_url
+
+
+def limits(record: StudyRecord) -> tuple[StudyLimits, str | None]:
+    """What ends the study's search (its budget as changed since submit), and why its
+    search ended before the budget, once the driver decided so (stop.json)."""
+    spec = record.spec
+    out = StudyLimits(
+        trials=record.trial_budget,
+        goal=(spec.get("objective") or {}).get("goal"),
+        max_failed_trials=(spec.get("budget") or {}).get("max_failed_trials"),
+    )
+    folder = _folder(record)
+    stop = folder.read_stop() if folder else None
+    return out, stop.detail if stop else None
 
 
 def trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
@@ -170,7 +183,7 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
                 status=run.info.status,
                 outcome=_outcome(tags.get(Tags.OUTCOME)),
                 epochs=int(tags.get(Tags.EPOCHS, "0") or 0),
-                config=typed_config(run.data.params, space),
+                config=typed_config(trial_params(run.data.params, space), space),
                 last=metrics,
                 best=best_value([m.value for m in history], objective.mode),
                 error=tags.get(Tags.ERROR),

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from search_spaces.schema import MAX_TRIALS
 from service.store import StudyStatus
 from service.study_files import TrialOutcome
 
@@ -33,6 +34,41 @@ class NamedSpaceRequest(BaseModel):
 
     search_space: str = Field(..., examples=["pcd-digits"])
     overrides: dict[str, Any] = Field(default_factory=dict, examples=[{"budget.trials": 4}])
+
+
+class BudgetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(
+        ...,
+        ge=1,
+        le=MAX_TRIALS,
+        description="the study's new search budget (raise or lower it; not below the trials "
+        "already started, and within the service's limit); the running driver picks it up",
+        examples=[40],
+    )
+
+
+class StudyUpdate(BaseModel):
+    """The body of PATCH /v1/studies/{id}: what can change while a study is queued or runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: BudgetUpdate
+
+
+class StudyLimits(BaseModel):
+    """What ends the study's search: its trial budget, goal and failed-trial limit."""
+
+    trials: int = Field(
+        description="the search budget: the spec's budget.trials, or as changed since (PATCH)"
+    )
+    goal: float | None = Field(
+        None, description="the objective's goal: the search stops once a trial reaches it"
+    )
+    max_failed_trials: int | None = Field(
+        None, description="the study fails once this many trials have failed"
+    )
 
 
 class Links(BaseModel):
@@ -73,6 +109,12 @@ class StudyOut(BaseModel):
     trials: TrialCounters = Field(default_factory=TrialCounters)
     best: BestTrial | None = None
     promotion: dict[str, Any] = Field(default_factory=dict)
+    limits: StudyLimits
+    stop_reason: str | None = Field(
+        None,
+        description="why the search ended before its budget: the goal reached by a trial, or "
+        "the failed-trial limit (then also the study's error)",
+    )
     stale: bool = Field(
         False, description="trials are the last known counts: MLflow did not answer just now"
     )

@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from service.study_files import TRIAL_CONTEXT_PARAMS
+
 Scalar = str | int | float | bool | None
 
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
@@ -19,6 +21,12 @@ _WORDS: dict[str, Scalar] = {"True": True, "False": False, "None": None}
 def typed_config(params: Mapping[str, str], space: Mapping[str, Any]) -> dict[str, Scalar]:
     """``params`` typed; ``space``: the study spec's ``space`` (name -> parameter as JSON)."""
     return {name: typed_value(text, space.get(name)) for name, text in params.items()}
+
+
+def trial_params(params: Mapping[str, str], space: Mapping[str, Any]) -> dict[str, str]:
+    """A trial run's params without the study's context (TRIAL_CONTEXT_PARAMS), which every
+    trial run carries: its configuration."""
+    return {k: v for k, v in params.items() if k not in TRIAL_CONTEXT_PARAMS or k in space}
 
 
 def typed_value(text: str, param: Mapping[str, Any] | None) -> Scalar:

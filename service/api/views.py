@@ -44,6 +44,7 @@ class StudyViews:
     def study(self, record: StudyRecord, self_url: str) -> StudyOut:
         """A study as the API shows it (``self_url``: its URL)."""
         (counters, best, promotion, mlflow_url), stale = self._progress_of(record)
+        limits, stop_reason = read_model.limits(record)
         return StudyOut(
             id=record.id,
             name=record.name,
@@ -57,6 +58,8 @@ class StudyViews:
             trials=counters,
             best=best,
             promotion=promotion,
+            limits=limits,
+            stop_reason=self.public(stop_reason),
             stale=stale,
             links=Links(self=self_url, trials=f"{self_url}/trials", mlflow=mlflow_url),
         )

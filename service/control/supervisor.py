@@ -36,7 +36,7 @@ from service.control.processes import start_session, terminate_group
 from service.mlflow_reads import without_read_bounds
 from service.settings import API_SECRETS, Settings
 from service.store import TRANSITIONS, InvalidTransition, Store, StudyRecord, StudyStatus
-from service.study_files import StudyFolder, standby_driver_log
+from service.study_files import StudyFolder, TrialBudget, standby_driver_log
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Supervisor:
         folder.mkdir(parents=True, exist_ok=True)
         files = StudyFolder(folder)
         files.clear_outcome()  # the previous attempt's
+        files.clear_failed_trials_stop()  # a resume gives the failed trials another go
         files.write_launch(attempt)
         files.write_spec(spec)
         if self.settings.uses_ray_jobs:
@@ -97,6 +98,18 @@ class Supervisor:
         )
         self._children[proc.pid] = proc
         return f"pid:{proc.pid}"
+
+    def sync_budget(self, study: StudyRecord) -> None:
+        """Hand a study's trial budget, if it was changed after submit, to its driver
+        (budget.json, which the running driver re-reads); nothing before its folder exists."""
+        if study.budget_trials is None:
+            return
+        folder = StudyFolder(self.study_dir(study.id))
+        if not folder.path.is_dir():
+            return
+        written = folder.read_budget()
+        if written is None or written.trials != study.budget_trials:
+            folder.write_budget(TrialBudget(trials=study.budget_trials))
 
     # A warm driver: a process that has imported torch, Ray, Tune, MLflow and Optuna and
     # waits for a study folder on stdin (local drivers only; PCD_WARM_DRIVER=false: none).
@@ -161,6 +174,7 @@ class Supervisor:
                     if study.parent_run_id is None:  # the driver has made it since?
                         folder = StudyFolder(self.study_dir(study.id))
                         self.store.record_parent_run(study.id, folder.parent_run_id())
+                    self.sync_budget(study)
                     if self._apply_outcome(study) is None and not self.alive(study.driver):
                         self._driver_gone(study)
                 except (InvalidTransition, KeyError):
@@ -224,6 +238,7 @@ class Supervisor:
                 record = s.get(StudyRecord, study.id)
                 if record is not None:
                     record.driver = driver
+            self.sync_budget(started)
 
     def cancel(self, study_id: str) -> None:
         """Cancel a study. A running study whose driver already wrote its outcome finishes

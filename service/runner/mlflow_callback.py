@@ -3,25 +3,38 @@
 Written for restores: the trial-to-run map lives in MLflow itself (a ``Tags.TRIAL_ID`` tag
 under the parent), so a restored driver finds and continues a trial's run instead of
 creating a second one, and skips epochs it already logged. The stock MLflowLoggerCallback
-neither nests nor survives a restore.
+neither nests nor survives a restore. What a trial's run shows besides its metrics (name,
+context params, best values, description, artifacts) is service.runner.trial_runs'.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import cloudpickle
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from service.runner.errors import one_line
 from service.runner.tracking import RetryingClient
+from service.runner.trial_runs import (
+    TrialRunInfo,
+    best_metrics,
+    final_name,
+    log_trial_files,
+    missing_params,
+    outcome_note,
+    run_name,
+    trial_ordinal,
+)
 from service.study_files import Tags, TrialOutcome, child_runs_filter
 
+MAX_NOTE = 5000  # characters of a run's description (an MLflow tag holds 8000)
 # Tune's own bookkeeping keys, not metrics of the run
 _SKIP = {
     "epoch",
@@ -42,12 +55,12 @@ class MLflowStudyCallback(Callback):
     """Driver-side: creates, resumes and closes the child runs of the trials."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int
+        self, tracking_uri: str, experiment_id: str, parent_run_id: str, info: TrialRunInfo
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.max_epochs = max_epochs
+        self.info = info
         self._runs: dict[str, str] = {}
         self._logged: dict[str, int] = {}
         self._nodes: dict[str, str] = {}
@@ -82,7 +95,7 @@ class MLflowStudyCallback(Callback):
             max_results=1,
         )
         if found:
-            run_id = found[0].info.run_id
+            run_id, existing = found[0].info.run_id, found[0].data.params
             history = self.client.get_metric_history(run_id, "val_top1")
             self._logged[trial.trial_id] = max((m.step for m in history), default=0)
             if found[0].info.status != "RUNNING":
@@ -93,16 +106,30 @@ class MLflowStudyCallback(Callback):
                 tags={
                     Tags.PARENT_RUN: self.parent_run_id,
                     Tags.TRIAL_ID: trial.trial_id,
-                    Tags.RUN_NAME: f"trial-{trial.trial_id}",
+                    Tags.RUN_NAME: self.name(trial),
                 },
             )
-            run_id = run.info.run_id
-            params = {k: v for k, v in (trial.config or {}).items() if not k.startswith("_")}
-            for key, value in params.items():
-                self.client.log_param(run_id, key, value)
+            run_id, existing = run.info.run_id, {}
             self._logged[trial.trial_id] = 0
+        # (also after a restore: a driver that died between creating and filling the run)
+        params = missing_params(existing, self._params(trial))
+        if params:
+            self.client.log_batch(run_id, params=params)
         self._runs[trial.trial_id] = run_id
         return run_id
+
+    def name(self, trial: Trial) -> str:
+        """The trial run's readable name (trial_runs.run_name), the same after a restore."""
+        ordinal = trial_ordinal(trial.experiment_tag)
+        return run_name(ordinal, trial.trial_id, self._config(trial), self.info)
+
+    @staticmethod
+    def _config(trial: Trial) -> dict[str, Any]:
+        return {k: v for k, v in (trial.config or {}).items() if not k.startswith("_")}
+
+    def _params(self, trial: Trial) -> dict[str, Any]:
+        """The trial's configuration and the study's context (a sampled name wins)."""
+        return {**self.info.context, **self._config(trial)}
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if not self._reconciled:
@@ -178,16 +205,27 @@ class MLflowStudyCallback(Callback):
         if error is not None:
             self.client.set_tag(run_id, Tags.ERROR, error)
         epochs = self._logged.get(trial.trial_id, 0)
+        of = self.info.trial_epochs(self._config(trial))
         outcome = (
             TrialOutcome.failed
             if status == "FAILED"
-            else (
-                TrialOutcome.completed if epochs >= self.max_epochs else TrialOutcome.stopped_early
-            )
+            else (TrialOutcome.completed if epochs >= of else TrialOutcome.stopped_early)
         )
-        self.client.set_tag(run_id, Tags.OUTCOME, outcome)
-        self.client.set_tag(run_id, Tags.EPOCHS, str(epochs))
+        # a failed trial's epochs do not count (service.ranking): no best values
+        best = {} if outcome == TrialOutcome.failed else self._log_best(run_id)
+        note = outcome_note(outcome, epochs, of, self.info.scheduler, best, error)
+        tags = {Tags.OUTCOME: outcome, Tags.EPOCHS: str(epochs), Tags.NOTE: note[:MAX_NOTE]}
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.update_run(run_id, name=final_name(self.name(trial), outcome, epochs))
+        log_trial_files(self.client, run_id, self.info.trial_dir(trial.trial_id), self.info)
         self.client.set_terminated(run_id, status=status)
+
+    def _log_best(self, run_id: str) -> dict[str, float]:
+        best = best_metrics(self.client, run_id, self.info.objectives)
+        now = int(time.time() * 1000)
+        if best:
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in best.items()])
+        return best
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -421,8 +421,10 @@ class StudyData:
 
 def study_data(spec: StudySpec, data_root: str | None) -> StudyData:
     """Loads the study's train and test splits (as its runs do)."""
-    train = load_dataset(spec.data.name, "train", data_root)
-    test = load_dataset(spec.data.name, "test", data_root)
+    # at the size the runs train at (the spec's image_size when it resizes an image folder)
+    size = {"image_size": spec.data.image_size} if spec.data.image_size is not None else {}
+    train = load_dataset(spec.data.name, "train", data_root, **size)
+    test = load_dataset(spec.data.name, "test", data_root, **size)
     images = test.images[:2].float() / 255.0
     mean = np.asarray(train.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(train.std, dtype=np.float32).reshape(1, -1, 1, 1)

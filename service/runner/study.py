@@ -19,24 +19,25 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from pcd_core.data import load_dataset
 from pcd_core.methods import needs_teacher
 from pcd_core.models import build_model, count_parameters
-from pcd_core.run_dir import RunDir
 from pcd_core.train import TrainConfig, load_teacher, prefill_logit_bank
-from search_spaces.schema import StudySpec
-from service.ranking import at_best_epoch_key, best_index, best_value, ranked, running_best
+from search_spaces.schema import MAX_TRIALS, StudySpec
+from service.ranking import at_best_epoch_key, best_value, ranked
 from service.runner.errors import StudyError, one_line
 from service.runner.mlflow_callback import MLflowStudyCallback
 from service.runner.promotion import log_promotion, log_study_inputs, parent_tags, promote
 from service.runner.remote import remote_opts, train_remote
 from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
+from service.runner.study_limits import BudgetedLimiter, StudyLimits, search_ended
+from service.runner.study_plots import log_study_plots
 from service.runner.tracking import RetryingClient
 from service.runner.trainable import TrialContext, run_trial, trial_config
+from service.runner.trial_runs import TrialRunInfo, mark_best
 from service.settings import RunnerSettings
 from service.study_files import (
     EXPERIMENT,
@@ -205,6 +206,7 @@ def _teacher(
             "root": _data_root(spec, settings),
             "val_fraction": spec.data.val_fraction,
             "seed": spec.data.seed,
+            **spec.data.model_dump(include={"augment", "image_size"}),
         },
         arch=spec.teacher.arch,
         epochs=spec.teacher.epochs,
@@ -228,7 +230,9 @@ def _data_root(spec: StudySpec, settings: RunnerSettings) -> str | None:
 
 
 def _student_params(spec: StudySpec, data_root: str | None) -> int:
-    data = load_dataset(spec.data.name, "test", data_root)
+    # the size the trials train at: the spec's image_size when it resizes an image folder
+    size = {"image_size": spec.data.image_size} if spec.data.image_size is not None else {}
+    data = load_dataset(spec.data.name, "test", data_root, **size)
     model = build_model(spec.student, data.num_classes, data.channels, data.image_size[0])
     return count_parameters(model)
 
@@ -383,10 +387,11 @@ def _search(
     t.client.set_tag(t.parent_run_id, Tags.ORPHANED_TRIALS_FAILED, str(orphans))
     rows = [_trial_row(result, spec.objective.metric, spec.objective.mode) for result in grid]
     _log_trial_failures(t.client, t.parent_run_id, rows)
+    stop_reason = search_ended(state.folder, t.client, t.parent_run_id)  # goal, failed limit
     best_row = _best_row(rows, spec.objective.mode)
     if best_row is None:
         raise StudyError(no_trial_completed(rows))
-    _log_best(t.client, t.parent_run_id, spec.objective.metric, best_row)
+    _log_best(t, spec.objective.metric, best_row)
     result = StudySummary(
         name=spec.name,
         study_dir=state.folder.path,
@@ -396,6 +401,7 @@ def _search(
         best_value=best_row.best,
         best_trial_id=best_row.trial_id,
         trials=rows,
+        stop_reason=stop_reason,
     )
     phase("promotion")
     result.promotion = _promote(spec, ctx, best_row.config, state, t)
@@ -404,12 +410,15 @@ def _search(
     return result
 
 
-def _log_best(client: MlflowClient, run_id: str, metric: str, best: TrialRow) -> None:
-    """The parent run names the best trial, its value and its configuration."""
+def _log_best(t: _Tracking, metric: str, best: TrialRow) -> None:
+    """The parent run names the best trial, its value and its configuration (tags, and
+    params for the runs table); the best trial's run is tagged (trial_runs.mark_best)."""
+    client, run_id = t.client, t.parent_run_id
     client.set_tag(run_id, Tags.BEST_TRIAL_ID, str(best.trial_id))
     client.log_metric(run_id, f"best_{metric}", float(best.best))  # type: ignore[arg-type]
     for key, value in best.config.items():
         client.set_tag(run_id, f"{Tags.BEST_PARAM_PREFIX}{key}", str(value))
+    mark_best(client, t.experiment_id, run_id, best)
 
 
 def _tuner(
@@ -454,21 +463,28 @@ def _tuner(
         else FIFOScheduler()
     )
     mlflow_callback = MLflowStudyCallback(
-        tracking.uri, tracking.experiment_id, tracking.parent_run_id, spec.budget.max_epochs
+        tracking.uri,
+        tracking.experiment_id,
+        tracking.parent_run_id,
+        TrialRunInfo.from_spec(spec, study_dir, settings.trial_checkpoint_max_mb),
     )
+    # the budget may be raised while the search runs: the limiter keeps to the current one
+    limiter = BudgetedLimiter(searcher, spec.concurrency, str(study_dir), spec.budget.trials)
+    limits = StudyLimits(spec, str(study_dir))  # the goal and the failed-trial limit
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency),
+            search_alg=limiter,
             scheduler=scheduler,
-            num_samples=spec.budget.trials,
+            num_samples=MAX_TRIALS,
             time_budget_s=spec.budget.time_limit_s,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="search",
             storage_path=storage_path,
-            callbacks=[mlflow_callback, _TrialTimeline(phase), *(callbacks or [])],
+            stop=limits,
+            callbacks=[mlflow_callback, _TrialTimeline(phase), limits, *(callbacks or [])],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=0,
@@ -608,57 +624,9 @@ def _log_plots(
     spec: StudySpec,
     folder: StudyFolder,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metric, mode = spec.objective.metric, spec.objective.mode
-    plots = folder.plots_dir
-    plots.mkdir(exist_ok=True)
+    """Optuna's plots of every objective and the best trial's per-class accuracy
+    (service.runner.study_plots), logged to the parent run."""
     study = optuna.load_study(study_name=study_name, storage=storage)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.values]
-    if done:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        values = [t.values[0] for t in done]
-        ax.plot(range(len(values)), values, "o", label="trial")
-        ax.plot(range(len(values)), running_best(values, mode), "-", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(metric)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(plots / "optimisation_history.png")
-        plt.close(fig)
-    try:
-        importances = optuna.importance.get_param_importances(study) if len(done) >= 2 else {}
-    except (RuntimeError, ValueError):
-        importances = {}
-    if importances:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.barh(list(importances), list(importances.values()))
-        ax.set_xlabel("importance (fANOVA)")
-        fig.tight_layout()
-        fig.savefig(plots / "param_importances.png")
-        plt.close(fig)
-    per_class = best_epoch_per_class(folder, best_trial_id, metric, mode)
-    if per_class:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.bar(range(len(per_class)), per_class)
-        ax.set_xlabel("class")
-        ax.set_ylabel("val accuracy %")
-        fig.tight_layout()
-        fig.savefig(plots / "best_trial_per_class.png")
-        plt.close(fig)
-    for png in plots.glob("*.png"):
-        tracking.client.log_artifact(tracking.parent_run_id, str(png), "plots")
-
-
-def best_epoch_per_class(
-    folder: StudyFolder, trial_id: str | None, metric: str, mode: str
-) -> list[float]:
-    """Per-class val accuracy of a trial at its best epoch (by the study's objective)."""
-    if trial_id is None:
-        return []
-    epochs = RunDir(folder.trial_dir(str(trial_id))).read_metrics()
-    best = best_index([e.get(metric) for e in epochs], mode)  # type: ignore[arg-type]
-    return [] if best is None else epochs[best]["val_per_class"]
+    objectives = [spec.objective, *([spec.second_objective] if spec.second_objective else [])]
+    modes = [(o.metric, o.mode) for o in objectives]
+    log_study_plots(tracking.client, tracking.parent_run_id, study, modes, folder, best_trial_id)

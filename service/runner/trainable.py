@@ -77,6 +77,8 @@ def trial_config(
             root=ctx.data_root,
             val_fraction=spec.data.val_fraction if val_fraction is None else val_fraction,
             seed=spec.data.seed,
+            augment=spec.data.augment,
+            image_size=spec.data.image_size,
         ),
         arch=spec.student,
         method=method,

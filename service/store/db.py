@@ -183,6 +183,29 @@ class Store:
                 .values(parent_run_id=parent_run_id)
             )
 
+    def set_budget(self, study_id: str, trials: int) -> StudyRecord:
+        """Change a queued or running study's trial budget (compare-and-set on its status:
+        InvalidTransition for any other; KeyError if there is no such study)."""
+        if not _storable(study_id):
+            raise KeyError(study_id)
+        open_statuses = [StudyStatus.queued.value, StudyStatus.running.value]
+        with self.session() as s:
+            result = s.execute(
+                update(StudyRecord)
+                .where(StudyRecord.id == study_id, StudyRecord.status.in_(open_statuses))
+                .values(budget_trials=trials)
+            )
+            record = s.get(StudyRecord, study_id)
+            if record is None:
+                raise KeyError(study_id)
+            if result.rowcount != 1:
+                raise InvalidTransition(
+                    f"a {record.status} study's budget cannot change; only a queued or "
+                    "running study's can"
+                )
+            s.refresh(record)
+        return record
+
     def unstart(self, study_id: str, reason: str) -> None:
         """Put a study whose driver could not be launched back in the queue: the attempt is
         not counted, and ``reason`` is shown as its error until it starts."""

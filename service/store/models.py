@@ -55,9 +55,18 @@ class StudyRecord(Base):
     driver: Mapped[str | None] = mapped_column(String(128), nullable=True)  # pid or Ray job id
     parent_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # the trial budget as changed after submit (None: the spec's budget.trials)
+    budget_trials: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=_now, onupdate=_now
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def trial_budget(self) -> int:
+        """The study's current search budget: as changed after submit, else the spec's."""
+        if self.budget_trials is not None:
+            return self.budget_trials
+        return int((self.spec.get("budget") or {}).get("trials", 0))

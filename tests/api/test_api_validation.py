@@ -146,3 +146,12 @@ def test_a_validation_past_the_time_limit_is_503(app_settings, monkeypatch) -> N
         release.set()
     _problem(response, 503, "could not be validated")
     assert response.headers["retry-after"] == "5"
+
+
+def test_data_options_are_part_of_the_body(inproc) -> None:
+    """data.augment / data.image_size of the spec: validated with the field named, and kept."""
+    _problem(_validate(inproc, {"data.augment": "rotate"}), 422, "data.augment")
+    _problem(_validate(inproc, {"data.image_size": 28}), 422, "image_folder data only")
+    ok = _validate(inproc, {"data.augment": "crop"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["spec"]["data"]["augment"] == "crop"

@@ -82,7 +82,8 @@ def test_the_trials_route_reads_typed_configs_and_states(tmp_path) -> None:
         ],
         spec={"space": SPACE},
         params={
-            "t1": {"lr": 0.05, "stages": 3, "flag": True, "seed": 7},
+            # (with the study's context, which every trial run carries: not its config)
+            "t1": {"lr": 0.05, "stages": 3, "flag": True, "seed": 7, "method": "pcd"},
             "t2": {"lr": 0.01, "stages": 2, "flag": False},
         },
     )

@@ -232,7 +232,7 @@ def test_image_folder_layout_errors(tmp_path, folder_writer):
     (tmp_path / "test" / "zebra").mkdir()
     with pytest.raises(DatasetError, match="zebra"):
         load_dataset("image_folder", "test", tmp_path)
-    with pytest.raises(DatasetError, match="needs root"):
+    with pytest.raises(DatasetError, match="needs --data-root \\(or PCD_DATA_ROOT\\)"):
         load_dataset("image_folder", "train")
 
 

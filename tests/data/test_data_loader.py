@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pcd_core.data import (
+    DatasetError,
     DeviceLoader,
     ImageData,
     StreamingImageFolder,
     StreamingLoader,
+    as_augment,
     default_augment,
     load_dataset,
+    make_epoch_plan,
 )
 
 
@@ -150,12 +155,92 @@ def test_channels_last_and_device_string():
 
 
 def test_default_augment():
-    assert default_augment("cifar100") and default_augment("cifar10")
-    assert default_augment("image_folder")
-    assert not default_augment("digits") and not default_augment("mnist")
-    assert not default_augment("fashion_mnist")
+    assert default_augment("cifar100") == default_augment("cifar10") == "crop+flip"
+    # unknown data: labels may depend on orientation, so nothing is flipped or cropped
+    assert default_augment("image_folder") == "none"
+    assert default_augment("digits") == default_augment("mnist") == "none"
+    assert default_augment("fashion_mnist") == "none"
     with pytest.raises(ValueError):
         default_augment("imagenet")
+
+
+def test_augment_names_and_old_booleans():
+    assert as_augment(True) == "crop+flip" and as_augment(False) == "none"
+    assert as_augment(" Crop ") == "crop" and as_augment("flip+crop") == "crop+flip"
+    with pytest.raises(ValueError, match="none, crop, flip, crop\\+flip"):
+        as_augment("rotate")
+    # crop+flip draws what True drew: its batches are unchanged
+    old, new = (make_epoch_plan(20, 3, 1, shuffle=True, augment=a) for a in (True, "crop+flip"))
+    assert torch.equal(old.offsets, new.offsets) and torch.equal(old.flips, new.flips)
+
+
+def test_crop_only_never_flips_and_flip_only_never_shifts():
+    crop = make_epoch_plan(200, 0, 0, shuffle=True, augment="crop")
+    assert not crop.flips.any() and len(set(crop.offsets.flatten().tolist())) > 3
+    flip = make_epoch_plan(200, 0, 0, shuffle=True, augment="flip")
+    assert (flip.offsets == 4).all() and 50 < int(flip.flips.sum()) < 150
+    data = _data(mean=(0.0,) * 3, std=(1.0,) * 3)
+    (batch,) = _batches(DeviceLoader(data, None, 50, shuffle=True, augment="crop", seed=0), 0)
+    mirrored = 0
+    for img, i in zip(_raw(batch.images), batch.index, strict=True):
+        padded = F.pad(data.images[i], (4, 4, 4, 4))
+        windows = [padded[:, r : r + 8, c : c + 8] for r in range(9) for c in range(9)]
+        assert any(torch.equal(img, w) for w in windows)  # an unflipped window
+        mirrored += torch.equal(img, torch.flip(data.images[i], [-1]))
+    assert mirrored == 0
+
+
+def _asymmetric_folder(root, size=(28, 28)):
+    """train/test folders of one class holding images whose left half is white."""
+    arr = np.zeros((size[0], size[1]), dtype=np.uint8)
+    arr[:, : size[1] // 2] = 255
+    arr[3, 1] = 17  # and not symmetric top/bottom either
+    for split in ("train", "test"):
+        for cls in ("left", "right"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            img = arr if cls == "left" else arr[:, ::-1]
+            for i in range(4):
+                Image.fromarray(np.ascontiguousarray(img)).save(d / f"{i}.png")
+    return arr
+
+
+def test_image_folder_is_not_flipped_unless_asked(tmp_path):
+    arr = torch.from_numpy(_asymmetric_folder(tmp_path))
+    data = load_dataset("image_folder", "train", tmp_path)
+    data.mean, data.std = (0.0,), (1.0,)
+    stored = data.images
+    kw = dict(shuffle=True, seed=0)
+    default = default_augment("image_folder")
+    (plain,) = _batches(DeviceLoader(data, None, 8, augment=default, **kw), 0)
+    assert torch.equal(_raw(plain.images), stored[plain.index])  # the images as stored
+    (flipped,) = _batches(DeviceLoader(data, None, 8, augment="flip", **kw), 0)
+    pairs = list(zip(_raw(flipped.images), stored[flipped.index], strict=True))
+    mirrors = [torch.equal(x, torch.flip(orig, [-1])) for x, orig in pairs]
+    same = [torch.equal(x, orig) for x, orig in pairs]
+    assert all(m != s for m, s in zip(mirrors, same, strict=True))  # mirrored or as stored
+    assert any(mirrors) and any(same)
+    assert torch.equal(stored[0, 0], arr)  # kept at 28x28, pixels untouched
+
+
+def test_image_folder_keeps_its_size_unless_asked(tmp_path, folder_writer):
+    folder_writer(tmp_path, per_class=2, size=(28, 28), gray=True)
+    data = load_dataset("image_folder", "train", tmp_path)
+    assert data.image_size == (28, 28)
+    stream = StreamingImageFolder(tmp_path, "train")
+    assert stream.size == (28, 28) and tuple(stream[0][0].shape) == (1, 28, 28)
+    batch = next(DeviceLoader(data, None, 4, shuffle=False, augment="none", seed=0).epoch(0))
+    assert batch.images.shape == (4, 1, 28, 28)
+    assert load_dataset("image_folder", "test", tmp_path, image_size=32).image_size == (32, 32)
+
+
+def test_image_folder_of_mixed_sizes_asks_for_image_size(tmp_path, folder_writer):
+    folder_writer(tmp_path, per_class=2, size=(28, 28))
+    odd = tmp_path / "train" / "cat" / "odd.png"
+    Image.fromarray(np.zeros((30, 28, 3), dtype=np.uint8)).save(odd)
+    with pytest.raises(DatasetError, match=r"odd\.png.*30x28.*--image-size N"):
+        load_dataset("image_folder", "train", tmp_path)
+    assert load_dataset("image_folder", "train", tmp_path, image_size=20).image_size == (20, 20)
 
 
 def test_digits_loader_runs():
@@ -183,3 +268,15 @@ def test_streaming_folder_matches_device_loader(tmp_path, folder_writer, workers
         for a, b in pairs:
             assert torch.equal(a.index, b.index) and torch.equal(a.labels, b.labels)
             assert torch.equal(a.images, b.images) and a.step == b.step
+
+
+def test_test_images_are_held_to_the_train_images_size(tmp_path, folder_writer):
+    folder_writer(tmp_path, per_class=2, size=(28, 28))
+    Image.fromarray(np.zeros((30, 28, 3), dtype=np.uint8)).save(tmp_path / "test/dog/odd.png")
+    stream = StreamingImageFolder(tmp_path, "test")
+    assert stream.size == (28, 28)  # the training images' size
+    odd = stream.files.index(tmp_path / "test/dog/odd.png")
+    with pytest.raises(DatasetError, match=r"odd\.png: image is 30x28"):
+        stream[odd]
+    with pytest.raises(DatasetError, match=r"odd\.png: image is 30x28"):
+        load_dataset("image_folder", "test", tmp_path)

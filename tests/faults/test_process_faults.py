@@ -40,7 +40,10 @@ def test_driver_killed_mid_study_is_relaunched_and_resumes(stack: Stack) -> None
 
 def test_ray_worker_node_killed_mid_study(stack: Stack) -> None:
     worker = "127.0.0.3"
-    study_id = stack.submit(study(trials=2, epochs=3))
+    # six epochs: the kill lands mid-trial. With three, a loaded machine could see the trial's
+    # last epoch reported (or checkpointed) before the kill, so that it finished on the worker
+    # and had nothing to reschedule (a fresh-clone run failed so)
+    study_id = stack.submit(study(trials=2, epochs=6))
     # a trial of the study runs on the worker (each node has one CPU: one trial each)
     on_worker = wait_for(
         lambda: [t for t, node in stack.nodes_running(study_id).items() if node == worker],

@@ -62,6 +62,9 @@ def test_builtin_spaces_load() -> None:
             {"promotion.registered_model_name": "my model"},
             "promotion.registered_model_name: String should match pattern",
         ),
+        ({"data.augment": "rotate"}, "data.augment: Input should be 'none', 'crop', 'flip'"),
+        ({"data.image_size": 28}, "image_size applies to image_folder data only"),
+        ({"data.image_size": 2}, "data.image_size: Input should be greater than or equal to 4"),
     ],
 )
 def test_bad_specs_name_file_field_and_rule(override, message) -> None:
@@ -70,6 +73,22 @@ def test_bad_specs_name_file_field_and_rule(override, message) -> None:
     text = str(err.value)
     assert text.startswith(str(load_spec.__globals__["SPEC_DIR"] / "pcd-digits.yaml"))
     assert message.replace("space.temperature.float: Value error, ", "") in text or message in text
+
+
+def test_data_options_reach_the_trials() -> None:
+    """augment and image_size of a spec (the API body) are the trials' DataConfig."""
+    from service.runner.trainable import TrialContext, trial_config
+
+    def config(override: dict) -> object:
+        spec = load_spec("pcd-digits", override)
+        ctx = TrialContext(spec.model_dump(mode="json"), "t.pt", None, None, None, 0, "s")
+        return trial_config(ctx, {}).data
+
+    assert config({}).augment == "none"  # digits' default, written into the config
+    assert config({"data.augment": "crop"}).augment == "crop"
+    folder = config({"data": {"name": "image_folder", "root": "f", "image_size": 28}})
+    assert folder.image_size == 28 and folder.augment == "none"
+    assert "augment" not in load_spec("pcd-digits").model_dump()["data"]  # stored specs unchanged
 
 
 def test_bad_files(tmp_path) -> None:

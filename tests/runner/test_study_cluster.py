@@ -106,9 +106,12 @@ def test_six_trial_study_on_two_nodes(ray_cluster, tmp_path, postgres_study_name
         assert steps == list(range(1, epochs + 1))  # one value per epoch, none twice
         assert child.info.status == "FINISHED"
         outcomes.add(child.data.tags[Tags.OUTCOME])
+        stopped = child.data.tags[Tags.OUTCOME] == "stopped_early"
+        assert child.info.run_name.endswith(f" (stopped@{epochs})") == stopped
+        assert child.data.tags[Tags.NOTE].startswith("Stopped early by ASHA") == stopped
     assert outcomes <= {"completed", "stopped_early"} and "completed" in outcomes
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert {"plots/optimisation_history.png", "plots/best_trial_per_class.png"} <= plots
+    assert {"plots/optuna_history_val_top1.png", "plots/best_trial_per_class.png"} <= plots
 
     study = optuna.load_study(study_name=postgres_study_name[0], storage=POSTGRES)
     states = [t.state for t in study.trials]

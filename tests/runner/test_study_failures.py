@@ -81,6 +81,12 @@ def test_a_diverging_trial_fails_alone_under_a_val_loss_objective(tmp_path) -> N
     assert run.data.tags[Tags.OUTCOME] == TrialOutcome.failed
     assert run.data.tags[Tags.ERROR] == by_lr[10.0]["error"]
     assert [c.info.status for c in children].count("RUNNING") == 0
+    # a failed trial's epochs do not count: no best value to sort the runs table by
+    assert "best_val_loss" not in run.data.metrics and Tags.BEST not in run.data.tags
+    assert run.data.tags[Tags.NOTE].startswith("Failed after 0 of 2 epochs: NonFiniteLoss")
+    (winner,) = [c for c in children if c.data.tags.get(Tags.BEST) == "true"]
+    assert winner.data.tags[Tags.TRIAL_ID] == summary["best_trial_id"]
+    assert winner.data.metrics["best_val_loss"] == by_lr[0.01]["best"]
 
 
 def test_a_study_without_a_completed_trial_fails(tmp_path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import optuna
 from mlflow.tracking import MlflowClient
@@ -79,6 +80,7 @@ def test_a_val_loss_study_names_one_best_trial_everywhere(tmp_path) -> None:
     listed = api_trials(Settings(database_url=f"sqlite:///{tmp_path / 'store.db'}"), record)
     assert listed[0].trial_id == lowest.trial_id
     assert [t.best for t in listed] == sorted(t.best for t in summary.trials)
+    assert all(set(t.config) == {"lr"} for t in listed)  # not the runs' context params
 
     # Optuna was told every trial's best epoch, and so names the same best configuration
     (name,) = optuna.get_all_study_names(folder.optuna_uri)
@@ -91,6 +93,10 @@ def test_a_val_loss_study_names_one_best_trial_everywhere(tmp_path) -> None:
     parent = client.get_run(summary.parent_run_id).data
     assert parent.tags[Tags.BEST_TRIAL_ID] == lowest.trial_id
     assert parent.metrics["best_val_loss"] == lowest.best
+    assert parent.params[f"{Tags.BEST_PARAM_PREFIX}lr"] == str(lowest.config["lr"])
+    plots = {a.path for a in client.list_artifacts(summary.parent_run_id, "plots")}
+    assert {"plots/optuna_history_val_loss.png", "plots/best_trial_per_class.png"} <= plots
+    _trial_runs_read_in_the_ui(client, experiment, summary, logged, folder)
 
     # its promotion is a child run of the parent beside the trials (which the API counts),
     # with the best configuration, and the parent's summary is that run's test_top1
@@ -102,3 +108,30 @@ def test_a_val_loss_study_names_one_best_trial_everywhere(tmp_path) -> None:
     top1 = promoted.data.metrics["test_top1"]
     assert summary.promotion["best"]["test_top1"] == [top1]
     assert parent.metrics["promoted_test_top1_mean"] == top1 and len(runs) == 3
+
+
+def _trial_runs_read_in_the_ui(client, experiment, summary, logged, folder) -> None:
+    """Each trial's run: a readable name, the study's context, its value at its best epoch,
+    how it ended, its files; the winner tagged and first when sorted by its value."""
+    runs = client.search_runs(
+        [experiment], child_runs_filter(summary.parent_run_id), order_by=["metrics.best_val_loss"]
+    )
+    assert runs[0].data.tags[Tags.TRIAL_ID] == summary.best_trial_id  # the UI's sort finds it
+    assert [r.data.tags[Tags.TRIAL_ID] for r in runs if r.data.tags.get(Tags.BEST)] == [
+        summary.best_trial_id
+    ]
+    names = {r.info.run_name for r in runs}
+    assert len(names) == 3 and all(re.fullmatch(r"t\d lr=0\.\d+", n) for n in names), names
+    context = {"method": "ce", "teacher": "none", "student": "mlp_32", "dataset": "digits"}
+    context |= {"max_epochs": "3", "study": "pcd-digits", "study_id": folder.path.name}
+    for row in summary.trials:
+        run = next(r for r in runs if r.data.tags[Tags.TRIAL_ID] == row.trial_id)
+        assert run.data.params == {**context, "lr": str(row.config["lr"])}
+        epoch = logged[row.trial_id].index(row.best) + 1
+        assert run.data.metrics["best_val_loss"] == row.best
+        assert run.data.metrics["best_epoch"] == epoch
+        assert run.data.tags[Tags.NOTE].startswith(f"Completed 3 of 3 epochs. Best epoch {epoch}:")
+    files = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    files |= {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
+    files |= {a.path for a in client.list_artifacts(runs[0].info.run_id, "checkpoints")}
+    assert {"metrics.jsonl", "plots/curves.png", "checkpoints/best.pt"} <= files

@@ -16,7 +16,8 @@ import pytest
 from pcd_core.run_dir import RunDir
 from pcd_core.train import EpochMetrics
 from search_spaces import load_spec
-from service.runner.study import best_epoch_per_class, make_searcher
+from service.runner.study import make_searcher
+from service.runner.study_plots import best_epoch_per_class
 from service.runner.trainable import TrialContext, epoch_report
 from service.study_files import StudyFolder
 

@@ -46,3 +46,16 @@ def test_eval_weights_are_best_on_val_else_last(tmp_path: Path) -> None:
     run.best.write_bytes(b"")
     assert run.eval_weights() == run.best
     assert set(RunDir.CHECKPOINT_FILES) == {run.last.name, run.best.name, run.metrics.name}
+
+
+def test_only_a_folder_without_a_recorded_epoch_is_removed(tmp_path: Path) -> None:
+    empty = RunDir(tmp_path / "empty").create()
+    assert empty.remove_if_unstarted() and not empty.path.exists()
+    started = RunDir(tmp_path / "started").create()
+    started.write_metrics([])  # what a run writes before its first epoch
+    assert started.remove_if_unstarted() and not started.path.exists()
+    assert not RunDir(tmp_path / "never").remove_if_unstarted()
+    for name, text in (("metrics.jsonl", '{"epoch": 1}\n'), ("notes.txt", "mine")):
+        kept = RunDir(tmp_path / name).create()
+        (kept.path / name).write_text(text)
+        assert not kept.remove_if_unstarted() and (kept.path / name).read_text() == text

@@ -89,8 +89,9 @@ def test_resume_refuses_another_configuration(digits_teacher, tmp_path) -> None:
     config = TrainConfig(arch="mlp_32", epochs=3, lr=0.01)
     train(config, tmp_path, stop_after=1)
     other = TrainConfig(arch="mlp_32", epochs=3, lr=0.02)
-    with pytest.raises(CheckpointError, match="different run configuration"):
+    with pytest.raises(CheckpointError, match="different run configuration") as err:
         train(other, tmp_path, resume=True)
+    assert "(lr: 0.01 in the checkpoint, 0.02 now); resume it with the options" in str(err.value)
 
 
 def test_callback_can_stop_a_run(tmp_path) -> None:
@@ -257,3 +258,21 @@ def test_streaming_image_folder_trains_like_the_in_memory_path(tmp_path) -> None
     assert [h.losses for h in streaming.history] == [h.losses for h in in_memory.history]
     assert streaming.test["last"]["top1"] == in_memory.test["last"]["top1"]
     assert streaming.best_val_top1 > 50
+
+
+def test_a_checkpoint_written_before_named_augmentations_resumes(tmp_path) -> None:
+    """A run checkpointed when augment was a bool-or-null and image_size 32 for every data set
+    resumes under today's config (same meaning); a changed meaning is named."""
+    config = TrainConfig(arch="mlp_32", epochs=2, lr=0.01)
+    train(config, tmp_path, stop_after=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state["config"]["data"].update(augment=None, image_size=32)  # as the old trainer wrote it
+    torch.save(state, tmp_path / "last.pt")
+    assert train(config, tmp_path, resume=True).completed
+    state["config"]["data"]["augment"] = True  # an old run that cropped and flipped digits
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as err:
+        train(config, tmp_path, resume=True)
+    assert "configuration (data.augment: 'crop+flip' in the checkpoint, 'none' now);" in str(
+        err.value
+    )

@@ -1,4 +1,4 @@
-"""Studies: submit, list, follow, cancel, resume, delete.
+"""Studies: submit, list, follow, change the budget, cancel, resume, delete.
 
 Routes validate and write the store; the supervisor starts drivers from the store, so a
 write here only nudges it.
@@ -11,10 +11,14 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from search_spaces.errors import describe_validation_error
+from service.api.body import parse_json
 from service.api.deps import (
     ReadAccess,
+    SettingsDep,
     SpecValidatorDep,
     StoreDep,
     SupervisorDep,
@@ -22,15 +26,17 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ApiError
-from service.api.openapi import STUDY_REQUEST_REF
+from service.api.openapi import STUDY_REQUEST_REF, STUDY_UPDATE_REF
 from service.api.schemas import (
     StudyOut,
     StudyPage,
+    StudyUpdate,
     TrialPage,
     ValidationOut,
     problem_responses,
 )
 from service.api.views import StudyViews
+from service.settings import Settings
 from service.store import InvalidTransition, Store, StudyRecord, StudyStatus
 from service.store.db import IdempotencyConflict
 
@@ -46,6 +52,13 @@ SPEC_BODY = {
                 "example": {"search_space": "pcd-digits", "overrides": {"budget.trials": 4}},
             }
         },
+    }
+}
+UPDATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "what to change: the trial budget of a queued or running study",
+        "content": {JSON: {"schema": STUDY_UPDATE_REF, "example": {"budget": {"trials": 40}}}},
     }
 }
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
@@ -175,6 +188,64 @@ def get_trials(
         limit=limit,
         stale=stale,
     )
+
+
+def _parse_update(raw: bytes) -> StudyUpdate:
+    try:
+        return StudyUpdate.model_validate(parse_json(raw))
+    except ValidationError as err:  # "budget.trials: ...", naming the field
+        raise ApiError(422, describe_validation_error(err)) from None
+
+
+def _check_budget(record: StudyRecord, trials: int, started: int, settings: Settings) -> None:
+    """409 for a study whose budget cannot change; 422 naming the field for a budget this
+    study cannot have."""
+    if record.status not in (StudyStatus.queued, StudyStatus.running):
+        raise ApiError(
+            409, f"a {record.status} study's budget cannot change; only a queued or running one"
+        )
+    if int((record.spec.get("budget") or {}).get("trials", 0)) == 0:
+        raise ApiError(409, "a fixed-configuration study (budget.trials 0) has no search budget")
+    if trials > settings.max_trials:
+        raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
+    if trials < started:
+        raise ApiError(
+            422, f"budget.trials: {trials} is fewer than the {started} trials already started"
+        )
+
+
+@router.patch(
+    "/{study_id}",
+    dependencies=[WriteAccess],
+    response_model=StudyOut,
+    responses=problem_responses(403, 404, 409, 413),
+    openapi_extra=UPDATE_BODY,
+)
+async def update(
+    request: Request,
+    study_id: str,
+    store: StoreDep,
+    supervisor: SupervisorDep,
+    views: ViewsDep,
+    settings: SettingsDep,
+) -> StudyOut:
+    """Change a queued or running study's trial budget (`{"budget": {"trials": 40}}`): its
+    driver picks the new budget up while it runs. A change that arrives after the search's
+    last trial finished comes too late: the study ends with the trials it ran."""
+    change = _parse_update(await request.body())  # only now, after the token was checked
+
+    def apply() -> StudyOut:
+        record = _record(store, study_id)
+        views.forget(study_id)
+        t = views.study(record, _self_url(request, study_id)).trials
+        started = t.running + t.completed + t.stopped_early + t.failed
+        _check_budget(record, change.budget.trials, started, settings)
+        with _write_errors(study_id):
+            record = store.set_budget(study_id, change.budget.trials)
+        supervisor.sync_budget(record)
+        return views.study(record, _self_url(request, study_id))
+
+    return await run_in_threadpool(apply)
 
 
 @router.post(
