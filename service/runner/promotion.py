@@ -245,6 +245,21 @@ def _open_run(tracking: Tracked, kind: RunKind, name: str, label: str, seed: int
     return client.create_run(tracking.experiment_id, tags=tags).info.run_id
 
 
+@contextmanager
+def _closed(client: MlflowClient, run_id: str) -> Iterator[None]:
+    """The run FINISHED when the block ends; FAILED when it raises (best effort: MLflow may
+    be why), so that no run of a failed study stays RUNNING."""
+    try:
+        yield
+    except BaseException:
+        try:
+            client.set_terminated(run_id, status="FAILED")
+        except Exception:
+            log.warning("could not mark run %s FAILED", run_id, exc_info=True)
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
 def run_name(label: str, seed: int) -> str:
     """A seed run's name: ``promoted seed 0``, ``baseline kd (at defaults) seed 1``."""
     if label == PROMOTED:
@@ -275,6 +290,19 @@ def _log_seed_run(
     run_id = _open_run(tracking, kind, run_name(label, seed), label, seed)
     if run_id is None:
         return
+    with _closed(tracking.client, run_id):
+        _fill_seed_run(tracking, spec, folder, (label, method, params, seed), run_id, data)
+
+
+def _fill_seed_run(
+    tracking: Tracked,
+    spec: StudySpec,
+    folder: StudyFolder,
+    what: tuple[str, str, dict[str, Any], int],
+    run_id: str,
+    data: StudyData,
+) -> None:
+    label, method, params, seed = what
     client, run_dir = tracking.client, RunDir(folder.promotion_dir(label, seed))
     summary = run_dir.read_summary() or {}
     config = summary.get("config", {})
@@ -295,7 +323,6 @@ def _log_seed_run(
     _log_run_metrics(client, run_id, run_dir, summary)
     if label == PROMOTED and seed == 0:
         _log_model(tracking, run_id, run_dir, data, spec.promotion.registered_model_name)
-    client.set_terminated(run_id, status="FINISHED")
 
 
 def _log_run_metrics(
@@ -538,9 +565,14 @@ def log_teacher(
     run_id = _open_run(tracking, RunKind.teacher, TEACHER, TEACHER, spec.seed)
     if run_id is None:
         return
+    with _closed(client, run_id):
+        _fill_teacher_run(client, run_id, run_dir, spec.seed)
+
+
+def _fill_teacher_run(client: MlflowClient, run_id: str, run_dir: RunDir, seed: int) -> None:
     summary = run_dir.read_summary() or {}
     config = summary.get("config", {})
-    params = {"arch": config.get("arch"), "epochs": config.get("epochs"), "seed": spec.seed}
+    params = {"arch": config.get("arch"), "epochs": config.get("epochs"), "seed": seed}
     note = (
         "The teacher the study trained (on train, selected on val). `test_top1`: its last "
         "epoch's weights; `test_top1_best_val`: its best-on-val weights, the teacher the "
@@ -553,4 +585,3 @@ def log_teacher(
     )
     client.log_dict(run_id, config, "train_config.json")
     _log_run_metrics(client, run_id, run_dir, summary)
-    client.set_terminated(run_id, status="FINISHED")

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pcd_core.run_dir import RunDir
+from pcd_core.train import CheckpointError
 from search_spaces import parse_spec
 from service.runner.promotion import MODEL_NAME, log_promotion, log_study_inputs, study_data
 from service.study_files import EXPERIMENT, RunKind, StudyFolder, Tags, child_runs_filter
@@ -186,3 +188,27 @@ def test_logging_again_duplicates_nothing(study: StudyFolder) -> None:
     # the deleted unfinished run stays in MLflow's bin, not among the study's runs
     assert seed1.info.run_id not in {r.info.run_id for r in after}
     assert Path(study.path).is_dir()
+
+
+def test_a_run_that_fails_while_logged_is_failed_then_logged_afresh(study: StudyFolder) -> None:
+    client, experiment = _client(study)
+    state = study.read_state()
+    spec = parse_spec(state.spec)
+    tracking = _Tracking(client, study.mlflow_uri, experiment, state.parent_run_id)
+    config = {k: v["value"] for k, v in state.spec["space"].items()}
+    (seed0,) = [r for r in _children(study, RunKind.promotion) if r.data.tags[Tags.SEED] == "0"]
+    client.update_run(seed0.info.run_id, status="RUNNING")  # a crash while it was logged
+    weights = RunDir(study.promotion_dir("best", 0)).last
+    hidden = weights.rename(weights.with_suffix(".hidden"))
+    try:
+        with pytest.raises(CheckpointError):
+            log_promotion(tracking, spec, study, state.promotion, config, None)
+    finally:
+        hidden.rename(weights)
+    (failed,) = [r for r in _children(study, RunKind.promotion) if r.data.tags[Tags.SEED] == "0"]
+    assert failed.info.status == "FAILED"  # not left RUNNING
+    log_promotion(tracking, spec, study, state.promotion, config, None)
+    (again,) = [r for r in _children(study, RunKind.promotion) if r.data.tags[Tags.SEED] == "0"]
+    assert again.info.status == "FINISHED" and again.outputs.model_outputs
+    versions = client.search_model_versions(f"name = '{REGISTERED}'")
+    assert sorted(v.run_id for v in versions) == sorted([seed0.info.run_id, again.info.run_id])
