@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import torch
 import typer
@@ -279,6 +279,10 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="torch CPU threads (default: torch's)")
 ]
+NoTrackOpt = Annotated[
+    bool,
+    typer.Option("--no-track", help="do not record the run in MLflow (tracked by default)"),
+]
 
 
 def _build_config(
@@ -388,6 +392,32 @@ def _epoch_progress(quiet: bool, label: str, header: str | None) -> Iterator[Any
             bar.stop()
 
 
+# ---------------------------------------------------------------------------- run tracking
+class TrackedRun(Protocol):
+    """One training run as a run tracker records it (the ``pcd`` entry point's: MLflow)."""
+
+    def on_epoch_end(self, metrics: EpochMetrics, checkpoint_dir: Path) -> None: ...
+
+    def finished(self, result: RunResult) -> list[str]:
+        """Record the result; returns the lines to print (where to see the run)."""
+        ...
+
+    def failed(self, reason: str, interrupted: bool) -> None: ...
+
+
+# (kind: "teacher" | "distill", config, run folder, resume) -> a started TrackedRun
+RunTracker = Callable[[str, TrainConfig, Path, bool], TrackedRun]
+_tracker: RunTracker | None = None
+
+
+def set_run_tracker(tracker: RunTracker | None) -> None:
+    """Record every `pcd teacher train` and `pcd distill` run with ``tracker`` (unless
+    --no-track). pcd_core has none of its own: the command line that assembles these
+    commands sets one."""
+    global _tracker
+    _tracker = tracker
+
+
 def _run(
     config: TrainConfig,
     out: Path,
@@ -396,9 +426,27 @@ def _run(
     quiet: bool,
     label: str,
     header: str | None = None,
-) -> RunResult:
-    with _epoch_progress(quiet, label, header) as progress:
-        return train(config, out, resume=resume, progress=progress)
+    kind: str,
+    track: bool,
+) -> tuple[RunResult, list[str]]:
+    """Train, recorded by the run tracker when there is one and ``track``: the result and
+    the tracker's lines to print. A failure marks the tracked run failed, then propagates."""
+    tracked = _tracker(kind, config, out, resume) if track and _tracker is not None else None
+    try:
+        with _epoch_progress(quiet, label, header) as progress:
+            result = train(
+                config,
+                out,
+                resume=resume,
+                progress=progress,
+                on_epoch_end=tracked.on_epoch_end if tracked else None,
+            )
+    except BaseException as err:
+        if tracked is not None:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            tracked.failed("interrupted" if interrupted else one_line(err), interrupted)
+        raise
+    return result, tracked.finished(result) if tracked is not None else []
 
 
 class _ResumeHint:
@@ -438,6 +486,7 @@ def teacher_train(
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
+    no_track: NoTrackOpt = False,
 ) -> None:
     hint = _ResumeHint()
     with _errors(hint):
@@ -461,13 +510,23 @@ def teacher_train(
         out_dir = out or Path("runs") / f"teacher-{config.arch}-{config.data.name}-s{seed}"
         hint.out_dir = out_dir
         _check_out_dir(out_dir, resume)
-        result = _run(config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}")
+        result, tracked = _run(
+            config,
+            out_dir,
+            resume=resume,
+            quiet=quiet,
+            label=f"teacher {arch}",
+            kind="teacher",
+            track=not no_track,
+        )
     if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     digest = result.teacher_hash
     typer.echo(f"teacher artifact: {result.teacher_artifact}")
     typer.echo(f"content hash: {digest[:12]} (sha256 {digest})")
     typer.echo(f"ce {config.arch} on {config.data.name}: {_test_summary(result)}")
+    for line in tracked:
+        typer.echo(line)
 
 
 # --------------------------------------------------------------------------------- distill
@@ -521,6 +580,7 @@ def distill(
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
+    no_track: NoTrackOpt = False,
 ) -> None:
     """Distil a student from a teacher artifact with kd, dkd or pcd."""
     hint = _ResumeHint()
@@ -566,8 +626,15 @@ def distill(
             f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
             f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
         )
-        result = _run(
-            config, out_dir, resume=resume, quiet=quiet, label=f"{method} {student}", header=header
+        result, tracked = _run(
+            config,
+            out_dir,
+            resume=resume,
+            quiet=quiet,
+            label=f"{method} {student}",
+            header=header,
+            kind="distill",
+            track=not no_track,
         )
     if not result.completed:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
@@ -578,6 +645,8 @@ def distill(
         f"{method} {student}: {_test_summary(result)} | "
         f"hard-class test top-1 {_pct(selected.get('hard_top1'))} ({which}) | out {out_dir}"
     )
+    for line in tracked:
+        typer.echo(line)
 
 
 # ------------------------------------------------------------------------------------ eval
