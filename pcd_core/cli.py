@@ -8,6 +8,10 @@ service/cli.py, the entry point; pcd_core imports nothing from the service).
     pcd distill --teacher T --student ARCH --method pcd --set key=value ...
     pcd eval CKPT                    top-1/top-5 of a teacher artifact or a student run
 
+`teacher train` and `distill` report each run to the run tracker that the command line which
+assembles these commands sets (``set_run_tracker``; the ``pcd`` entry point's records it in
+MLflow), unless --no-track.
+
 Every expected failure (bad options, a missing or corrupt checkpoint, a missing data set) is
 reported by pcd_core.cli_errors.fail as one line ``error: <message>`` on stderr, with exit
 code 2 for bad usage and 1 for a runtime failure; Ctrl-C exits 130. Progress goes to stderr,
@@ -431,7 +435,7 @@ def _run(
 ) -> tuple[RunResult, list[str]]:
     """Train, recorded by the run tracker when there is one and ``track``: the result and
     the tracker's lines to print. A failure marks the tracked run failed, then propagates."""
-    tracked = _tracker(kind, config, out, resume) if track and _tracker is not None else None
+    tracked = _tracking(lambda: _tracker(kind, config, out, resume)) if track and _tracker else None
     try:
         with _epoch_progress(quiet, label, header) as progress:
             result = train(
@@ -439,14 +443,33 @@ def _run(
                 out,
                 resume=resume,
                 progress=progress,
-                on_epoch_end=tracked.on_epoch_end if tracked else None,
+                on_epoch_end=_tracked_epochs(tracked) if tracked else None,
             )
+        return result, _tracking(lambda: tracked.finished(result)) if tracked else []
     except BaseException as err:
         if tracked is not None:
             interrupted = isinstance(err, KeyboardInterrupt)
             tracked.failed("interrupted" if interrupted else one_line(err), interrupted)
         raise
-    return result, tracked.finished(result) if tracked is not None else []
+
+
+def _tracking(call: Callable[[], Any]) -> Any:
+    """A call into the run tracker; its failure (e.g. an unreachable tracking server) as one
+    line that says how to go on."""
+    try:
+        return call()
+    except Exception as err:
+        raise _RuntimeFailure(
+            f"run tracking failed: {one_line(err)} (--no-track trains without it; "
+            "--resume continues the run)"
+        ) from err
+
+
+def _tracked_epochs(tracked: TrackedRun) -> Callable[[EpochMetrics, Path], None]:
+    def on_epoch_end(metrics: EpochMetrics, checkpoint_dir: Path) -> None:
+        _tracking(lambda: tracked.on_epoch_end(metrics, checkpoint_dir))
+
+    return on_epoch_end
 
 
 class _ResumeHint:

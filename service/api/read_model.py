@@ -205,7 +205,7 @@ def readiness(settings: Settings, store: Store) -> dict[str, str]:
         except httpx.HTTPError as err:
             checks["mlflow"] = f"unreachable: {type(err).__name__}"
     else:
-        checks["mlflow"] = f"local store {LocalMlflowStore(settings.local_mlflow_dir).uri}"
+        checks["mlflow"] = "local store (PCD_MLFLOW_LOCAL_DIR)"  # no server path: /readyz is open
     if settings.ray_address:
         parsed = urlparse(f"//{settings.ray_address.split('://')[-1]}")
         port = parsed.port or (8265 if "://" in settings.ray_address else 6379)  # Jobs API | GCS

@@ -5,6 +5,7 @@ fails; nothing with --no-track. Digits, tiny models, 2 epochs."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,20 @@ def test_no_track_records_nothing(teacher: Path, home: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(_runs(home)) == before and not _runs(home, "untracked")
     assert "MLflow" not in result.stdout
+
+
+def test_an_unreachable_tracking_server_is_one_line(
+    teacher: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PCD_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("PCD_MLFLOW_OUTAGE_S", "0")  # no retries, neither ours nor MLflow's
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    result = invoke("distill", "--teacher", teacher, "--student", "mlp_32", "--method", "kd",
+                    "--epochs", 1, "--out", home / "no-server", "-q")  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: run tracking failed: "), lines
+    assert "--no-track" in lines[0]
