@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 EXPERIMENT = "pcd-studies"  # the MLflow experiment of every study's runs
 RUNS_EXPERIMENT = "pcd-runs"  # the MLflow experiment of single runs (pcd distill, pcd teacher)
 MLFLOW_DB = "mlflow.db"
-# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces) and asks
+# MLflow 3's UI asks which kind an experiment without this tag is (GenAI or model training);
+# the view a link opens comes from its ?workflowType= (service/mlflow_links.py)
 DEFAULT_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 STANDBY_DRIVER_LOG = "standby-driver.log"  # in the studies folder: the warm driver's output
 MLARTIFACTS = "mlartifacts"  # in the studies folder: artifacts of local MLflow stores
@@ -89,7 +90,7 @@ class LocalMlflowStore:
     """The one local MLflow store that studies (``pcd study run``, a service without a
     tracking server) and single runs (``pcd distill``, ``pcd teacher train``) share when no
     tracking URI is set: ``ROOT/mlflow.db`` and ``ROOT/mlartifacts/`` (ROOT:
-    ``PCD_MLFLOW_LOCAL_DIR``, default ``runs``). Studies of older versions kept a store in
+    ``PCD_MLFLOW_LOCAL_DIR``; default ``runs``, the default studies folder's parent). Studies of older versions kept a store in
     their own folder (``StudyFolder.tracking_uri`` still reads it)."""
 
     root: Path
