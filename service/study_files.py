@@ -90,8 +90,9 @@ class LocalMlflowStore:
     """The one local MLflow store that studies (``pcd study run``, a service without a
     tracking server) and single runs (``pcd distill``, ``pcd teacher train``) share when no
     tracking URI is set: ``ROOT/mlflow.db`` and ``ROOT/mlartifacts/`` (ROOT:
-    ``PCD_MLFLOW_LOCAL_DIR``; default ``runs``, the default studies folder's parent). Studies of older versions kept a store in
-    their own folder (``StudyFolder.tracking_uri`` still reads it)."""
+    ``PCD_MLFLOW_LOCAL_DIR``; default ``runs``, the default studies folder's parent).
+    Studies of older versions kept a store in their own folder (``StudyFolder.tracking_uri``
+    still reads it)."""
 
     root: Path
 
