@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -157,11 +158,12 @@ def _print_mlflow(links: dict[str, str | None], bin_dir: Path, port: int) -> Non
     console.print(f"MLflow: {links['mlflow_experiment']}", soft_wrap=True)
 
 
-def _short(value: str) -> str:
-    try:
-        return f"{float(value):.3g}" if "." in value else value
-    except ValueError:
-        return value
+def _short(value: Any) -> str:
+    """A config value for the table: floats to 3 significant digits (the API's trial configs
+    are typed: numbers are numbers)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def _plot(trials: list[dict], final: dict) -> Path:
