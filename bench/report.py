@@ -55,6 +55,7 @@ from pcd_core.data import (
 from pcd_core.methods import METHODS
 from pcd_core.models import build_model, count_parameters
 from pcd_core.run_dir import RunDir
+from pcd_core.stats import PairedDifference, paired_difference
 from pcd_core.train import DataConfig, TrainConfig, load_teacher, train
 from pcd_core.train.metrics import hard_classes, predict
 from pcd_core.train.trainer import prefill_logit_bank
@@ -377,38 +378,15 @@ def select(tuning: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------- stats
-def _t95(df: int) -> float:
-    try:
-        from scipy.stats import t
-
-        return float(t.ppf(0.975, df))
-    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-        return 1.96
-
-
 def paired(a: list[float], b: list[float]) -> dict[str, float]:
     """Paired difference a - b over seeds: mean, std, 95% CI half-width, wins of a."""
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    mean, sd = mean_std(diffs)
-    half = _t95(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
-    return {
-        "mean": mean,
-        "std": sd,
-        "ci95": half,
-        "wins": sum(d > 0 for d in diffs),
-        "n": n,
-    }
+    return paired_difference(a, b).to_json()
 
 
 def _verdict(d: dict[str, float], a: str, b: str) -> str:
-    ci = d["ci95"]
-    sign = f"{d['mean']:+.2f} ± {ci:.2f} points (95% CI of the paired difference, n={d['n']})"
-    if math.isnan(ci) or abs(d["mean"]) <= ci:
-        verdict = "no clear difference"
-    else:
-        verdict = f"{a} better" if d["mean"] > 0 else f"{b} better"
-    return f"{a} − {b}: {sign}; {a} ahead on {d['wins']} of {d['n']} seeds → **{verdict}**"
+    line = PairedDifference(**d).describe(a, b)  # type: ignore[arg-type]
+    head, verdict = line.rsplit("→ ", 1)
+    return f"{head}→ **{verdict}**"
 
 
 # ---------------------------------------------------------------------------------- report

@@ -8,6 +8,10 @@ service/cli.py, the entry point; pcd_core imports nothing from the service).
     pcd distill --teacher T --student ARCH --method pcd --set key=value ...
     pcd eval CKPT                    top-1/top-5 of a teacher artifact or a student run
 
+`teacher train` and `distill` report each run to the run tracker that the command line which
+assembles these commands sets (``set_run_tracker``; the ``pcd`` entry point's records it in
+MLflow), unless --no-track.
+
 Every expected failure (bad options, a missing or corrupt checkpoint, a missing data set) is
 reported by pcd_core.cli_errors.fail as one line ``error: <message>`` on stderr, with exit
 code 2 for bad usage and 1 for a runtime failure; Ctrl-C exits 130. Progress goes to stderr,
@@ -21,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import torch
 import typer
@@ -306,6 +310,10 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="torch CPU threads (default: torch's)")
 ]
+NoTrackOpt = Annotated[
+    bool,
+    typer.Option("--no-track", help="do not record the run in MLflow (tracked by default)"),
+]
 
 
 def _build_config(
@@ -471,6 +479,32 @@ def _epoch_progress(quiet: bool, label: str, header: str | None) -> Iterator[Any
             bar.stop()
 
 
+# ---------------------------------------------------------------------------- run tracking
+class TrackedRun(Protocol):
+    """One training run as a run tracker records it (the ``pcd`` entry point's: MLflow)."""
+
+    def on_epoch_end(self, metrics: EpochMetrics, checkpoint_dir: Path) -> None: ...
+
+    def finished(self, result: RunResult) -> list[str]:
+        """Record the result; returns the lines to print (where to see the run)."""
+        ...
+
+    def failed(self, reason: str, interrupted: bool) -> None: ...
+
+
+# (kind: "teacher" | "distill", config, run folder, resume) -> a started TrackedRun
+RunTracker = Callable[[str, TrainConfig, Path, bool], TrackedRun]
+_tracker: RunTracker | None = None
+
+
+def set_run_tracker(tracker: RunTracker | None) -> None:
+    """Record every `pcd teacher train` and `pcd distill` run with ``tracker`` (unless
+    --no-track). pcd_core has none of its own: the command line that assembles these
+    commands sets one."""
+    global _tracker
+    _tracker = tracker
+
+
 def _run(
     config: TrainConfig,
     out: Path,
@@ -480,18 +514,58 @@ def _run(
     label: str,
     settings: str,
     header: str | None = None,
-) -> RunResult:
-    with _tidy_on_failure(out), _epoch_progress(quiet, label, header) as bar:
-        said: list[bool] = []
+    kind: str,
+    track: bool,
+) -> tuple[RunResult, list[str]]:
+    """Train, recorded by the run tracker when there is one and ``track``: the result and
+    the tracker's lines to print. A failure marks the tracked run failed, then propagates;
+    a run that failed before its first epoch leaves no folder (_tidy_on_failure). The
+    settings line is printed when the first epoch starts (a failed setup prints only its
+    error)."""
+    tracked = _tracking(lambda: _tracker(kind, config, out, resume)) if track and _tracker else None
+    try:
+        with _tidy_on_failure(out), _epoch_progress(quiet, label, header) as bar:
+            said: list[bool] = []
 
-        def progress(epoch: int, epochs: int, metrics: EpochMetrics | None) -> None:
-            if not said:
-                _stderr().print(settings, markup=False, soft_wrap=True)
-                said.append(True)
-            if bar is not None:
-                bar(epoch, epochs, metrics)
+            def progress(epoch: int, epochs: int, metrics: EpochMetrics | None) -> None:
+                if not said:
+                    _stderr().print(settings, markup=False, soft_wrap=True)
+                    said.append(True)
+                if bar is not None:
+                    bar(epoch, epochs, metrics)
 
-        return train(config, out, resume=resume, progress=progress)
+            result = train(
+                config,
+                out,
+                resume=resume,
+                progress=progress,
+                on_epoch_end=_tracked_epochs(tracked) if tracked else None,
+            )
+        return result, _tracking(lambda: tracked.finished(result)) if tracked else []
+    except BaseException as err:
+        if tracked is not None:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            tracked.failed("interrupted" if interrupted else one_line(err), interrupted)
+        raise
+
+
+def _tracking(call: Callable[[], Any]) -> Any:
+    """A call into the run tracker; its failure (e.g. an unreachable tracking server) as one
+    line that says how to go on."""
+    try:
+        return call()
+    except Exception as err:
+        raise _RuntimeFailure(
+            f"run tracking failed: {one_line(err)} (--no-track trains without it; "
+            "--resume continues the run)"
+        ) from err
+
+
+def _tracked_epochs(tracked: TrackedRun) -> Callable[[EpochMetrics, Path], None]:
+    def on_epoch_end(metrics: EpochMetrics, checkpoint_dir: Path) -> None:
+        _tracking(lambda: tracked.on_epoch_end(metrics, checkpoint_dir))
+
+    return on_epoch_end
 
 
 class _ResumeHint:
@@ -534,6 +608,7 @@ def teacher_train(
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
+    no_track: NoTrackOpt = False,
 ) -> None:
     hint = _ResumeHint()
     with _errors(hint):
@@ -560,8 +635,15 @@ def teacher_train(
         hint.out_dir = out_dir
         _check_out_dir(out_dir, resume)
         settings = _settings_line(config, epochs is not None)
-        result = _run(
-            config, out_dir, resume=resume, quiet=quiet, label=f"teacher {arch}", settings=settings
+        result, tracked = _run(
+            config,
+            out_dir,
+            resume=resume,
+            quiet=quiet,
+            label=f"teacher {arch}",
+            settings=settings,
+            kind="teacher",
+            track=not no_track,
         )
     if not result.completed or result.teacher_artifact is None or result.teacher_hash is None:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
@@ -569,6 +651,8 @@ def teacher_train(
     typer.echo(f"teacher artifact: {result.teacher_artifact}")
     typer.echo(f"content hash: {digest[:12]} (sha256 {digest})")
     typer.echo(f"ce {config.arch} on {config.data.name}: {_test_summary(result)}")
+    for line in tracked:
+        typer.echo(line)
 
 
 # --------------------------------------------------------------------------------- distill
@@ -625,6 +709,7 @@ def distill(
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
     threads: ThreadsOpt = None,
+    no_track: NoTrackOpt = False,
 ) -> None:
     """Distil a student from a teacher artifact with kd, dkd or pcd."""
     hint = _ResumeHint()
@@ -676,7 +761,7 @@ def distill(
             f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
             f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
         )
-        result = _run(
+        result, tracked = _run(
             config,
             out_dir,
             resume=resume,
@@ -684,6 +769,8 @@ def distill(
             label=f"{method} {student}",
             settings=settings,
             header=header,
+            kind="distill",
+            track=not no_track,
         )
     if not result.completed:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
@@ -694,6 +781,8 @@ def distill(
         f"{method} {student}: {_test_summary(result)} | "
         f"hard-class test top-1 {_pct(selected.get('hard_top1'))} ({which}) | out {out_dir}"
     )
+    for line in tracked:
+        typer.echo(line)
 
 
 # ------------------------------------------------------------------------------------ eval

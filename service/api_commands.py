@@ -196,9 +196,11 @@ def _watch(client: PcdClient, study_id: str, poll: float = 1.0) -> None:
         console.print(
             f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} ({stats['seeds']} seeds)"
         )
-    mlflow = (final.get("links") or {}).get("mlflow")
-    if mlflow:
-        console.print(f"MLflow: {mlflow}", soft_wrap=True)
+    links = final.get("links") or {}
+    if links.get("mlflow"):
+        console.print(f"MLflow run: {links['mlflow']}", soft_wrap=True)
+    if links.get("mlflow_experiment"):
+        console.print(f"MLflow experiment: {links['mlflow_experiment']}", soft_wrap=True)
     if final["status"] != "succeeded":
         fail(f"study {final['status']}: {final.get('error')}")
 
@@ -210,13 +212,38 @@ def study_list(
         str | None, typer.Option("--status", help="only studies in this status")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="at most this many, newest first")] = 50,
+    as_json: JsonFlag = False,
 ) -> None:
     """List studies, newest first (the 8-character ids work in every study command)."""
     with connect() as client:
         page = api_call(lambda: client.studies(status=status, limit=limit))
+    if as_json:
+        typer.echo(json.dumps(page, indent=1))
+        return
+    Console(highlight=False).print(_studies_table(page))
+
+
+def _studies_table(page: dict[str, Any]) -> Table:
+    """One row a study: id, name, status, trials done of the budget, failed, best, created."""
+    table = Table(title=f"studies ({len(page['items'])} of {page['total']}, newest first)")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", min_width=8, overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("trials", "failed", "best"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("created", no_wrap=True)
     for study in page["items"]:
-        typer.echo(progress_line(study) + f"  {study['name']}")
-    typer.echo(f"{page['total']} studies")
+        done, budget = _trials_done(study)
+        table.add_row(
+            study["id"][:8],
+            escape(study["name"]),
+            study["status"],
+            f"{done}/{budget}",
+            str(study["trials"]["failed"]),
+            _best_text(study),
+            str(study["created_at"])[:16].replace("T", " "),
+        )
+    return table
 
 
 @remote_app.command("show")
@@ -251,7 +278,9 @@ def _study_table(study: dict[str, Any]) -> Table:
         rows.append(
             (label, f"test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} ({stats['seeds']} seeds)")
         )
-    rows.append(("MLflow", (study.get("links") or {}).get("mlflow") or "-"))
+    links = study.get("links") or {}
+    rows.append(("MLflow", links.get("mlflow") or "-"))
+    rows.append(("MLflow experiment", links.get("mlflow_experiment") or "-"))
     table = Table(title=f"study {escape(study['name'])}", show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")

@@ -28,7 +28,7 @@ from pcd_core import cli as pcd_core_cli
 from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, OneLineErrors, fail
 from search_spaces import SpecError, builtin_names, load_spec
 from service.api_commands import parse_overrides, remote_app
-from service.settings import DEFAULT_DATA_ROOT, DEFAULT_TEACHER_ROOT
+from service.settings import DEFAULT_DATA_ROOT, DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT
 
 serve_app = typer.Typer()  # the `serve` command, merged into the root
 study_app = typer.Typer(
@@ -77,6 +77,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(pcd_core_cli.app)  # models, methods, data, teacher, distill, eval
+
+
+def _track_run(kind: str, config: Any, out: Path, resume: bool) -> Any:
+    """pcd_core's run tracker here: MLflow (service.run_tracking; imported on first use)."""
+    from service.run_tracking import start_run
+
+    return start_run(kind, config, out, resume)
+
+
+pcd_core_cli.set_run_tracker(_track_run)  # `pcd distill`, `pcd teacher train` (--no-track)
 app.add_typer(serve_app)  # serve
 app.add_typer(study_app, name="study")
 study_app.add_typer(remote_app)  # submit, watch, list, show, trials, cancel, resume, delete
@@ -128,7 +138,7 @@ def study_run(
         typer.Option(
             "--tracking-uri",
             envvar="PCD_MLFLOW_TRACKING_URI",
-            help="MLflow tracking URI; default: the study folder's own store",
+            help="MLflow tracking URI; default: the local store in PCD_MLFLOW_LOCAL_DIR (runs/)",
         ),
     ] = None,
     optuna_storage: Annotated[
@@ -165,8 +175,11 @@ def study_run(
     from service.settings import RunnerSettings
 
     folder = out or study_dir or Path("runs") / "studies" / study.name
+    env = RunnerSettings.from_env()
     settings = RunnerSettings(
         tracking_uri=tracking_uri,
+        mlflow_local_dir=env.mlflow_local_dir or DEFAULT_MLFLOW_LOCAL_DIR,
+        mlflow_public_url=env.mlflow_public_url,
         optuna_storage=optuna_storage,
         ray_address=ray_address,
         data_root=data_root,
@@ -220,8 +233,25 @@ def study_run(
     )
     if result.stop_reason:
         console.print(f"search ended early: {result.stop_reason}")
-    console.print(f"MLflow: {result.tracking_uri} run {result.parent_run_id}")
+    _print_mlflow(console, result, settings.mlflow_public_url)
     console.print(f"study folder: {result.study_dir}")
+
+
+def _print_mlflow(console: Console, result: Any, public_url: str | None) -> None:
+    """Where to see the study in MLflow: its run and experiment links (for a local store,
+    first the command that serves its UI)."""
+    from service.mlflow_links import open_lines
+    from service.study_files import StudyFolder
+
+    state = StudyFolder(Path(result.study_dir)).read_state()
+    experiment_id = state.experiment_id if state else None
+    if experiment_id is None:
+        console.print(f"MLflow: {result.tracking_uri} run {result.parent_run_id}")
+        return
+    for line in open_lines(
+        result.tracking_uri, public_url, experiment_id, result.parent_run_id, experiment=True
+    ):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @reproduce_app.command("cifar100")

@@ -2,7 +2,8 @@
 
 Starts a local MLflow server (UI on 127.0.0.1) and the API (SQLite store, local Ray), submits
 the digits PCD study, follows it to the end, prints the leaderboard and the promoted result
-with the MLflow URL, and saves a plot. Everything it starts is stopped at the end.
+and saves a plot, and ends with the MLflow link that opens the study (its experiment, in the
+model-training view). Everything it starts is stopped at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -136,23 +138,32 @@ def main() -> None:
             )
         plot = _plot(trials, final)
         console.print(f"best config: {final['best']['config']}")
-        console.print(f"MLflow run: {final['links']['mlflow']}")
-        console.print(
-            "[dim]the demo's MLflow server stops with it; to browse the runs again: "
-            f"{bin_dir / 'mlflow'} server --backend-store-uri {mlflow_store_uri(ROOT)} "
-            f"--artifacts-destination {ROOT / 'mlartifacts'} --port {mlflow_port}[/dim]"
-        )
         console.print(f"plot: {plot}")
+        _print_mlflow(final["links"], bin_dir, mlflow_port)
     finally:
         stop_session(api)
         stop_session(mlflow)
 
 
-def _short(value: str) -> str:
-    try:
-        return f"{float(value):.3g}" if "." in value else value
-    except ValueError:
-        return value
+def _print_mlflow(links: dict[str, str | None], bin_dir: Path, port: int) -> None:
+    """The study in MLflow, last: its parent run, and its experiment page (trials nested under
+    the study) in the model-training view; how to serve the UI again once the demo stops."""
+    console.print(f"MLflow run: {links['mlflow']}", soft_wrap=True)
+    console.print(
+        "[dim]the demo's MLflow server stops with it; to browse the runs again: "
+        f"{bin_dir / 'mlflow'} server --backend-store-uri {mlflow_store_uri(ROOT)} "
+        f"--artifacts-destination {ROOT / 'mlartifacts'} --port {port}[/dim]",
+        soft_wrap=True,
+    )
+    console.print(f"MLflow: {links['mlflow_experiment']}", soft_wrap=True)
+
+
+def _short(value: Any) -> str:
+    """A config value for the table: floats to 3 significant digits (the API's trial configs
+    are typed: numbers are numbers)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def _plot(trials: list[dict], final: dict) -> Path:

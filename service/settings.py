@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # pcd_core's own default data root (``default_data_root``) is the same folder
 DEFAULT_DATA_ROOT = Path("data")
 DEFAULT_TEACHER_ROOT = Path("teachers")
+DEFAULT_MLFLOW_LOCAL_DIR = Path("runs")  # of the `pcd` commands (study_files.LocalMlflowStore)
 DEFAULT_MLFLOW_OUTAGE_S = 900.0
 DEFAULT_TRIAL_CHECKPOINT_MAX_MB = 50.0
 # what the API needs and a driver must not get (its Ray workers would carry them too)
@@ -41,7 +42,24 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None,
         description="MLflow tracking URI",
-        json_schema_extra=_unset("`sqlite:///<study>/mlflow.db`"),
+        json_schema_extra=_unset("the local store in `PCD_MLFLOW_LOCAL_DIR`"),
+    )
+    # ---- MLflow links and the local store (service/mlflow_links.py, study_files)
+    mlflow_public_url: str | None = Field(
+        None,
+        description="the MLflow UI's address as a browser reaches it (e.g. "
+        "`http://localhost:5000`); links in responses and CLI output use it",
+        json_schema_extra=_unset(
+            "the tracking URI if `http(s)://`; for a local store the CLI prints its `mlflow ui` "
+            "command and links on `http://127.0.0.1:5000`"
+        ),
+    )
+    mlflow_local_dir: Path | None = Field(
+        None,
+        description="without a tracking URI: the folder of the one local MLflow store "
+        "(`mlflow.db`, `mlartifacts/`) that studies and single runs (`pcd distill`, "
+        "`pcd teacher train`) share",
+        json_schema_extra=_unset("the studies folder's parent (`runs`)"),
     )
     ray_address: str | None = Field(
         None,
@@ -134,6 +152,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def local_mlflow_dir(self) -> Path:
+        """The local MLflow store's folder (study_files.LocalMlflowStore)."""
+        return self.mlflow_local_dir or self.studies_dir.parent
+
+    @property
     def uses_ray_jobs(self) -> bool:
         """Whether ``ray_address`` names a Ray Jobs API (``http(s)://head:8265``): drivers
         run as Ray Jobs on the cluster rather than as local processes."""
@@ -154,6 +177,8 @@ class Settings(BaseSettings):
             "PCD_CLUSTER_AUTOSCALES": "true" if self.cluster_autoscales else None,
             "PCD_MLFLOW_OUTAGE_S": str(self.mlflow_outage_s),
             "PCD_TRIAL_CHECKPOINT_MAX_MB": str(self.trial_checkpoint_max_mb),
+            "PCD_MLFLOW_LOCAL_DIR": str(self.local_mlflow_dir.resolve()),
+            "PCD_MLFLOW_PUBLIC_URL": self.mlflow_public_url,
         }
         return {key: value for key, value in env.items() if value}
 
@@ -176,7 +201,11 @@ class RunnerSettings:
     """Where a study's parts live, as its driver sees them. Local defaults: everything under
     the study folder; datasets and teachers under the same roots as the service's."""
 
-    tracking_uri: str | None = None  # default sqlite:///<study_dir>/mlflow.db
+    tracking_uri: str | None = None  # default: the local store in mlflow_local_dir
+    # study_files.LocalMlflowStore's folder; None: the study folder's parent (the `pcd`
+    # commands default to DEFAULT_MLFLOW_LOCAL_DIR, as the service does: runs/)
+    mlflow_local_dir: Path | None = None
+    mlflow_public_url: str | None = None  # the MLflow UI's address for links (mlflow_links)
     optuna_storage: str | None = None  # default sqlite:///<study_dir>/optuna.db
     ray_address: str | None = None  # None: a local Ray started by this process
     tune_storage: str | None = None  # Tune experiment storage URI; default <study_dir>/tune
@@ -202,6 +231,10 @@ class RunnerSettings:
 
         return cls(
             tracking_uri=env.get("PCD_MLFLOW_TRACKING_URI") or None,
+            mlflow_local_dir=Path(env["PCD_MLFLOW_LOCAL_DIR"])
+            if env.get("PCD_MLFLOW_LOCAL_DIR")
+            else None,
+            mlflow_public_url=env.get("PCD_MLFLOW_PUBLIC_URL") or None,
             optuna_storage=env.get("PCD_OPTUNA_STORAGE") or None,
             ray_address=env.get("PCD_RAY_ADDRESS") or None,
             tune_storage=env.get("PCD_TUNE_STORAGE") or None,

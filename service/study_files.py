@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from search_spaces.schema import StudySpec
 
 EXPERIMENT = "pcd-studies"  # the MLflow experiment of every study's runs
+RUNS_EXPERIMENT = "pcd-runs"  # the MLflow experiment of single runs (pcd distill, pcd teacher)
 MLFLOW_DB = "mlflow.db"
+# MLflow 3's UI asks which kind an experiment without this tag is (GenAI or model training);
+# the view a link opens comes from its ?workflowType= (service/mlflow_links.py)
+DEFAULT_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 STANDBY_DRIVER_LOG = "standby-driver.log"  # in the studies folder: the warm driver's output
 MLARTIFACTS = "mlartifacts"  # in the studies folder: artifacts of local MLflow stores
 
@@ -120,6 +124,36 @@ def mlflow_store_uri(folder: Path) -> str:
     """The URI of the SQLite MLflow store kept in ``folder`` (a study's own, or one that the
     studies under ``folder`` share, as ``pcd reproduce`` keeps)."""
     return sqlite_uri(Path(folder) / MLFLOW_DB)
+
+
+@dataclass(frozen=True)
+class LocalMlflowStore:
+    """The one local MLflow store that studies (``pcd study run``, a service without a
+    tracking server) and single runs (``pcd distill``, ``pcd teacher train``) share when no
+    tracking URI is set: ``ROOT/mlflow.db`` and ``ROOT/mlartifacts/`` (ROOT:
+    ``PCD_MLFLOW_LOCAL_DIR``; default ``runs``, the default studies folder's parent).
+    Studies of older versions kept a store in their own folder (``StudyFolder.tracking_uri``
+    still reads it)."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return Path(self.root) / MLFLOW_DB
+
+    @property
+    def uri(self) -> str:
+        return sqlite_uri(self.db)
+
+    @property
+    def artifacts_uri(self) -> str:
+        return (Path(self.root) / MLARTIFACTS).resolve().as_uri()
+
+
+def mlflow_ui_command(store_uri: str, port: int = 5000) -> str:
+    """The command that serves a local store's UI on http://127.0.0.1:PORT (its runs'
+    artifacts are read from the locations the store records)."""
+    return f"mlflow ui --backend-store-uri {store_uri} --port {port}"
 
 
 def standby_driver_log(studies_dir: Path) -> Path:
@@ -260,8 +294,13 @@ class StudyFolder:
 
     @property
     def mlflow_uri(self) -> str:
-        """The study's own MLflow store (when the service names no tracking server)."""
+        """The study's own MLflow store (studies of older versions kept one)."""
         return mlflow_store_uri(self.path)
+
+    def tracking_uri(self, local: LocalMlflowStore) -> str:
+        """Where the study's runs are tracked when no tracking URI is set: its own store if
+        it has one (a study of an older version), else the shared local store."""
+        return self.mlflow_uri if self.mlflow_db.is_file() else local.uri
 
     @property
     def optuna_db(self) -> Path:

@@ -63,6 +63,7 @@ def test_a_driver_reads_what_the_api_gives_it(tmp_path) -> None:
         num_cpus=3,
         cluster_autoscales=True,
         trial_checkpoint_max_mb=5.0,
+        mlflow_local_dir=Path("runs").resolve(),  # the studies folder's parent
     )
     jobs = Settings(ray_address="http://head:8265")
     assert RunnerSettings.from_env(jobs.driver_env()).ray_address == "auto"  # joins the cluster

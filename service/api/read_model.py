@@ -16,12 +16,14 @@ import httpx
 from sqlalchemy import text
 
 from search_spaces.schema import Objective
+from service import mlflow_links
 from service.api.schemas import BestTrial, StudyLimits, TrialCounters, TrialOut, TrialState
 from service.api.trial_config import trial_params, typed_config
 from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
 from service.study_files import (
+    LocalMlflowStore,
     StudyFolder,
     StudyState,
     StudySummary,
@@ -56,12 +58,15 @@ def _summary(record: StudyRecord) -> StudySummary | None:
 
 
 def _tracking_uri(settings: Settings, record: StudyRecord) -> str | None:
+    """The study's tracking store: the server, else its own store (a study of an older
+    version), else the shared local one (once it exists)."""
     if settings.mlflow_tracking_uri:
         return settings.mlflow_tracking_uri
     folder = _folder(record)
+    local = LocalMlflowStore(settings.local_mlflow_dir)
     if folder and folder.mlflow_db.is_file():
         return folder.mlflow_uri
-    return None
+    return local.uri if local.db.is_file() else None
 
 
 def _client(settings: Settings, record: StudyRecord, state: StudyState) -> Any:
@@ -118,9 +123,10 @@ def _outcome(tag: str | None) -> TrialOutcome | None:
 
 
 def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = None):
-    """Counters, best trial, promotion and MLflow link; TrackingUnavailable if MLflow does
-    not answer (``runs``: use these instead of reading them)."""
-    counters, best, promotion, mlflow_url = TrialCounters(), None, {}, None
+    """Counters, best trial, promotion and MLflow links (Links' ``mlflow`` and
+    ``mlflow_experiment``); TrackingUnavailable if MLflow does not answer (``runs``: use
+    these instead of reading them)."""
+    counters, best, promotion = TrialCounters(), None, {}
     state = _study_state(record)
     if runs is None:
         with _reading(record):
@@ -137,12 +143,13 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
             config=summary.best_config,
         )
         promotion = summary.promotion
-    uri = settings.mlflow_tracking_uri
-    if uri and uri.startswith("http") and state.parent_run_id is not None:
-        mlflow_url = (
-            f"{uri.rstrip('/')}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}"
-        )
-    return counters, best, promotion, mlflow_url
+    mlflow_urls = mlflow_links.links(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_public_url,
+        state.experiment_id,
+        state.parent_run_id,
+    )
+    return counters, best, promotion, mlflow_urls
 
 
 def limits(record: StudyRecord) -> tuple[StudyLimits, str | None]:
@@ -211,7 +218,7 @@ def readiness(settings: Settings, store: Store) -> dict[str, str]:
         except httpx.HTTPError as err:
             checks["mlflow"] = f"unreachable: {type(err).__name__}"
     else:
-        checks["mlflow"] = "local store per study"
+        checks["mlflow"] = "local store (PCD_MLFLOW_LOCAL_DIR)"  # no server path: /readyz is open
     if settings.ray_address:
         parsed = urlparse(f"//{settings.ray_address.split('://')[-1]}")
         port = parsed.port or (8265 if "://" in settings.ray_address else 6379)  # Jobs API | GCS

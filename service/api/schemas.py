@@ -74,7 +74,10 @@ class StudyLimits(BaseModel):
 class Links(BaseModel):
     self: str
     trials: str
+    # MLflow UI links on PCD_MLFLOW_PUBLIC_URL (service.mlflow_links): the study's parent run
+    # and its experiment (all studies, trials nested under theirs); None without a UI address
     mlflow: str | None = None
+    mlflow_experiment: str | None = None
 
 
 class TrialCounters(BaseModel):

@@ -43,7 +43,7 @@ class StudyViews:
 
     def study(self, record: StudyRecord, self_url: str) -> StudyOut:
         """A study as the API shows it (``self_url``: its URL)."""
-        (counters, best, promotion, mlflow_url), stale = self._progress_of(record)
+        (counters, best, promotion, mlflow_urls), stale = self._progress_of(record)
         limits, stop_reason = read_model.limits(record)
         return StudyOut(
             id=record.id,
@@ -61,7 +61,7 @@ class StudyViews:
             limits=limits,
             stop_reason=self.public(stop_reason),
             stale=stale,
-            links=Links(self=self_url, trials=f"{self_url}/trials", mlflow=mlflow_url),
+            links=Links(self=self_url, trials=f"{self_url}/trials", **mlflow_urls),
         )
 
     def _progress_of(self, record: StudyRecord) -> tuple[Any, bool]:

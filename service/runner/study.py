@@ -35,7 +35,7 @@ from service.runner.resources import check_resources
 from service.runner.space import define_by_run, make_sampler
 from service.runner.study_limits import BudgetedLimiter, StudyLimits, search_ended
 from service.runner.study_plots import log_study_plots
-from service.runner.tracking import RetryingClient
+from service.runner.tracking import RetryingClient, local_tracking_uri
 from service.runner.trainable import TrialContext, run_trial, trial_config
 from service.runner.trial_runs import TrialRunInfo, mark_best
 from service.settings import RunnerSettings
@@ -317,7 +317,8 @@ def run_study(
     state.data.spec = spec_json
     state.save()
 
-    tracking_uri = settings.tracking_uri or folder.mlflow_uri
+    local_dir = settings.mlflow_local_dir or study_dir.parent
+    tracking_uri = settings.tracking_uri or local_tracking_uri(folder, local_dir)
     phase("tracking")
     client = cast(MlflowClient, RetryingClient(tracking_uri))  # rides out MLflow outages
     experiment_id, parent_run_id = _parent_run(client, state, spec, study_dir)

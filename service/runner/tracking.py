@@ -5,6 +5,7 @@ answered (4xx: a bad request, a missing run) are raised at once."""
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import logging
 import os
@@ -18,7 +19,14 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from service.study_files import Tags
+from service.study_files import (
+    DEFAULT_EXPERIMENT_TAGS,
+    EXPERIMENT,
+    RUNS_EXPERIMENT,
+    LocalMlflowStore,
+    StudyFolder,
+    Tags,
+)
 
 log = logging.getLogger(__name__)
 OUTAGE_ENV = "PCD_MLFLOW_OUTAGE_S"
@@ -74,6 +82,32 @@ class RetryingClient:
             return call_with_retry(attr, *args, budget_s=self.budget_s, **kwargs)
 
         return retried
+
+
+def open_local_store(root: Path) -> str:
+    """The URI of the shared local MLflow store in ``root`` (study_files.LocalMlflowStore),
+    created on first use with its experiments (artifacts in ``root/mlartifacts``).
+
+    Under a file lock: two processes that open a new SQLite store at once would both run
+    MLflow's migrations, and the second fails."""
+    store = LocalMlflowStore(Path(root))
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with open(Path(root) / ".mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(store.uri)
+        for name in (EXPERIMENT, RUNS_EXPERIMENT):
+            if client.get_experiment_by_name(name) is None:
+                client.create_experiment(
+                    name, artifact_location=store.artifacts_uri, tags=DEFAULT_EXPERIMENT_TAGS
+                )
+    return store.uri
+
+
+def local_tracking_uri(folder: StudyFolder, root: Path) -> str:
+    """Where a study tracks its runs when no tracking URI is set (StudyFolder.tracking_uri),
+    the shared store opened first when it is that."""
+    uri = folder.tracking_uri(LocalMlflowStore(Path(root)))
+    return uri if uri == folder.mlflow_uri else open_local_store(root)
 
 
 SOURCE_NAME = "pcd study"

@@ -88,5 +88,5 @@ def test_store_down_is_not_ready(tmp_path) -> None:
     assert body["ready"] is False
     assert body["checks"]["database"].startswith("unreachable"), body
     # nothing else is wrong: MLflow and Ray are local, reported as such
-    assert body["checks"]["mlflow"] == "local store per study"
+    assert body["checks"]["mlflow"] == "local store (PCD_MLFLOW_LOCAL_DIR)"
     assert body["checks"]["ray"] == "local Ray per study"

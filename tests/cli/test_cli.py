@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,12 @@ def assert_one_line_error(result: Result, code: int | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cli")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:  # runs are tracked: in a store of this module's
+        mp.setenv("PCD_MLFLOW_LOCAL_DIR", str(path / "mlflow"))
+        mp.delenv("PCD_MLFLOW_TRACKING_URI", raising=False)
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +116,10 @@ def test_distill(
         *set_args, "--epochs", 2, "--out", out, *quiet,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    summary = result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    # the result, then where to see the run in MLflow (tests/cli/test_run_tracking.py)
+    summary = next(line for line in lines if line.startswith(f"{method} mlp_32: "))
+    assert lines[-1].startswith("MLflow run: ")
     assert summary.startswith(f"{method} mlp_32: best-on-val epoch ")
     assert "(best-on-val weights)" in summary and "(last epoch 2)" in summary
     assert "hard-class test top-1" in summary and str(out) in summary

@@ -84,8 +84,8 @@ def test_every_study_command_takes_the_short_id_that_list_prints(store: Store) -
     record, _ = store.create("demo", SPEC)
     listed = invoke("study", "list")
     assert listed.exit_code == 0, listed.output
-    short = listed.stdout.split()[0]
-    assert short == record.id[:8]
+    short = record.id[:8]
+    assert short in listed.stdout and record.id not in listed.stdout
     shown = invoke("study", "show", short, "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["id"] == record.id
@@ -142,6 +142,20 @@ def test_show_is_a_table_and_json_on_request(store: Store) -> None:
     assert raw["status"] == "succeeded" and raw["trials"]["pending"] == 4
 
 
+def test_list_is_a_table_and_json_on_request(store: Store) -> None:
+    done = finished(store)
+    queued, _ = store.create("later", SPEC)
+    table = invoke("study", "list")
+    assert table.exit_code == 0, table.output
+    assert "{" not in table.stdout and "studies (2 of 2, newest first)" in table.stdout
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if "│" in line}
+    assert set(rows) == {done[:8], queued.id[:8]}  # (the header row is drawn with ┃)
+    assert "succeeded" in rows[done[:8]] and "0/4" in rows[done[:8]]
+    assert "later" in rows[queued.id[:8]] and "queued" in rows[queued.id[:8]]
+    page = json.loads(invoke("study", "list", "--json").stdout)
+    assert page["total"] == 2 and {s["id"] for s in page["items"]} == {done, queued.id}
+
+
 class _FakeClient:
     """What the watch and trials commands read, from a scripted sequence of answers."""
 
@@ -181,7 +195,12 @@ def _study(status: str, completed: int, running: int, best: float | None) -> dic
         },
         "best": {"value": best, "trial_id": "t1", "config": {}},
         "promotion": {},
-        "links": {"self": "s", "trials": "t", "mlflow": "http://mlflow.example/#/runs/r1"},
+        "links": {
+            "self": "s",
+            "trials": "t",
+            "mlflow": "http://mlflow.example/#/experiments/1/runs/r1?workflowType=machine_learning",
+            "mlflow_experiment": "http://mlflow.example/#/experiments/1?workflowType=machine_learning",
+        },
     }
 
 
@@ -216,7 +235,10 @@ def test_watch_shows_trials_of_the_budget_best_so_far_and_the_mlflow_link(
     assert result.exit_code == 0, result.output
     assert "4/4" in result.stdout and "trials" in result.stdout and "ETA" in result.stdout
     assert "best 91.5" in result.stdout
-    assert result.stdout.strip().splitlines()[-1] == "MLflow: http://mlflow.example/#/runs/r1"
+    assert result.stdout.strip().splitlines()[-2:] == [
+        "MLflow run: http://mlflow.example/#/experiments/1/runs/r1?workflowType=machine_learning",
+        "MLflow experiment: http://mlflow.example/#/experiments/1?workflowType=machine_learning",
+    ]
 
 
 # -------------------------------------------------------------------------------- errors

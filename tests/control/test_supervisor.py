@@ -162,6 +162,8 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     assert "PCD_API_TOKENS" not in env and "PCD_DATABASE_URL" not in env
     assert env["PCD_DATA_ROOT"] == str(settings.data_root.resolve())  # what it needs, it gets
     assert env["PCD_MLFLOW_OUTAGE_S"] == "900.0"
+    # no tracking server: every driver tracks in the one local store, beside the studies
+    assert env["PCD_MLFLOW_LOCAL_DIR"] == str(tmp_path.resolve())
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in env  # MLflow's defaults: patient drivers
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in env
 

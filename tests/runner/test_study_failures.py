@@ -41,7 +41,8 @@ def _env() -> dict[str, str]:
 
 def _run(study_dir: Path, *sets: str):
     args = ["study", "run", "pcd-digits", "--out", str(study_dir), *COMMON, *sets]
-    return run_cli(args, _env())
+    # the local MLflow store in the study's folder: each test reads its own study's runs
+    return run_cli(args, {**_env(), "PCD_MLFLOW_LOCAL_DIR": str(study_dir)})
 
 
 def _runs(study_dir: Path):

@@ -44,6 +44,7 @@ SETS = {
 def _run_study(folder: StudyFolder) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["PCD_MLFLOW_LOCAL_DIR"] = str(folder.path)  # the local MLflow store in the folder
     sets = [arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]
     args = ["study", "run", "pcd-digits", "--out", str(folder.path), *sets]
     proc = run_cli([*args, "--num-cpus", "3", "--quiet"], env)
