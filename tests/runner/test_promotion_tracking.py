@@ -53,6 +53,7 @@ def study(tmp_path_factory) -> StudyFolder:
     folder = StudyFolder(tmp_path_factory.mktemp("promotion") / "fixed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["PCD_MLFLOW_LOCAL_DIR"] = str(folder.path)  # the local MLflow store in the folder
     sets = [arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]
     args = ["study", "run", "pcd-digits", "--out", str(folder.path), *sets]
     proc = run_cli([*args, "--num-cpus", "2", "--quiet"], env)
