@@ -11,7 +11,6 @@ when the run fails, KILLED on Ctrl-C. ``--resume`` continues the run folder's ML
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from pcd_core.run_dir import RunDir
 from pcd_core.train import EpochMetrics, RunResult, TrainConfig
 from service import mlflow_links
-from service.runner.tracking import RetryingClient, open_local_store
+from service.runner.tracking import RetryingClient, open_local_store, system_tags
 from service.settings import DEFAULT_MLFLOW_LOCAL_DIR, RunnerSettings
 from service.study_files import DEFAULT_EXPERIMENT_TAGS, RUNS_EXPERIMENT, Tags
 
@@ -139,9 +138,7 @@ def start_run(kind: str, config: TrainConfig, out_dir: Path, resume: bool = Fals
         return MlflowRun(client, experiment_id, run_id, out_dir)
     tags = {
         Tags.RUN_NAME: out_dir.name,
-        "mlflow.user": getpass.getuser(),
-        "mlflow.source.name": SOURCES.get(kind, f"pcd {kind}"),
-        "mlflow.source.type": "LOCAL",
+        **system_tags(SOURCES.get(kind, f"pcd {kind}"), "LOCAL"),
         KIND_TAG: kind,
         RUN_DIR_TAG: str(out_dir.resolve()),
     }

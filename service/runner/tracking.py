@@ -130,14 +130,15 @@ def _git_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
-def system_tags() -> dict[str, str]:
-    """MLflow's system tags of a run the driver creates: who (mlflow.user), what (the
-    source's name and type, JOB) and, from a git checkout, which commit (best effort)."""
+def system_tags(source_name: str = SOURCE_NAME, source_type: str = "JOB") -> dict[str, str]:
+    """MLflow's system tags of a run pcd creates: who (mlflow.user), what (the source's name
+    and type: a study's driver is a JOB, ``pcd distill`` LOCAL) and, from a git checkout,
+    which commit (best effort)."""
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no user name in this container
         user = str(os.getuid())
-    tags = {Tags.USER: user, Tags.SOURCE_NAME: SOURCE_NAME, Tags.SOURCE_TYPE: "JOB"}
+    tags = {Tags.USER: user, Tags.SOURCE_NAME: source_name, Tags.SOURCE_TYPE: source_type}
     commit = _git_commit()
     if commit:
         tags[Tags.GIT_COMMIT] = commit
