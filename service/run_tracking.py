@@ -77,6 +77,11 @@ class MlflowRun:
         self.public_url = RunnerSettings.from_env().mlflow_public_url
 
     def on_epoch_end(self, metrics: EpochMetrics, checkpoint_dir: Path) -> None:
+        # the folder names its run once an epoch is recorded there (what --resume continues);
+        # written earlier, a run that fails while setting up would leave its folder behind
+        run_id_file = self.run_dir.path / RUN_ID_FILE
+        if not run_id_file.is_file():
+            run_id_file.write_text(self.run_id + "\n")
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, metrics.epoch) for k, v in metrics.scalars().items()]
         self.client.log_batch(self.run_id, metrics=batch)
@@ -146,6 +151,4 @@ def start_run(kind: str, config: TrainConfig, out_dir: Path, resume: bool = Fals
     params = [Param(k, v) for k, v in flat_params(config).items()]
     for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
         client.log_batch(run_id, params=params[i : i + 100])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RUN_ID_FILE).write_text(run_id + "\n")
     return MlflowRun(client, experiment_id, run_id, out_dir)

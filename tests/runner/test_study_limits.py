@@ -31,9 +31,10 @@ COMMON = [
 ]  # fmt: skip
 
 
-def _env() -> dict[str, str]:
+def _env(study_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["PCD_MLFLOW_LOCAL_DIR"] = str(study_dir)  # the local MLflow store in the folder
     return env
 
 
@@ -56,10 +57,12 @@ def _trial_dirs(study_dir: Path) -> list[Path]:
 def test_a_budget_raised_while_the_search_runs_is_used_and_survives_a_crash(tmp_path) -> None:
     study_dir = tmp_path / "extended"
     folder = StudyFolder(study_dir)
-    args = _args(study_dir, "--set", "budget.trials=1", "--set", "budget.max_epochs=3")
+    # eight epochs a trial: the driver is killed while the second one runs. With three, a
+    # loaded machine saw it finish first, the search end (budget 2) and the resume add none
+    args = _args(study_dir, "--set", "budget.trials=1", "--set", "budget.max_epochs=8")
     proc = subprocess.Popen(
         [str(VENV_BIN / "pcd"), *args],
-        env=_env(),
+        env=_env(study_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # the driver and its local Ray: killed together below
@@ -70,14 +73,16 @@ def test_a_budget_raised_while_the_search_runs_is_used_and_survives_a_crash(tmp_
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         folder.write_budget(TrialBudget(trials=2))
         # the running driver picks it up: a second trial starts; then the driver dies
-        assert wait_for(lambda: len(_trial_dirs(study_dir)) > 1 or proc.poll() is not None, 240)
+        assert wait_for(
+            lambda: len(_trial_dirs(study_dir)) > 1 or proc.poll() is not None, 240, 0.1
+        )
         assert proc.poll() is None, proc.communicate()[1][-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     folder.write_budget(TrialBudget(trials=3))
     # the same command resumes the study: the restored search keeps to the file's budget
-    resumed = run_cli(args, _env())
+    resumed = run_cli(args, _env(study_dir))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(folder.state_file.read_text())["restored"] == 1
     summary = json.loads(folder.summary_file.read_text())
@@ -90,7 +95,7 @@ def test_a_reached_goal_ends_the_search_early(tmp_path) -> None:
     study_dir = tmp_path / "goal"
     # any trial beats 1 % validation top-1 in its first epoch
     sets = ["--set", "budget.trials=4", "--set", "objective.goal=1"]
-    proc = run_cli(_args(study_dir, *sets), _env())
+    proc = run_cli(_args(study_dir, *sets), _env(study_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "search ended early: goal reached by trial " in " ".join(proc.stdout.split())
     summary = json.loads(StudyFolder(study_dir).summary_file.read_text())
@@ -116,7 +121,7 @@ def test_the_failed_trial_limit_fails_the_study(tmp_path) -> None:
         "--set", "budget.max_failed_trials=2",
         "--set", "max_failures=0",
     ]  # fmt: skip
-    proc = run_cli(_args(study_dir, *sets), _env())
+    proc = run_cli(_args(study_dir, *sets), _env(study_dir))
     assert proc.returncode == 1
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 2 trials failed (limit 2); trial "), error
