@@ -30,6 +30,13 @@ from rich.table import Table
 
 from pcd_core.cli_errors import RUNTIME_ERROR, USAGE_ERROR, fail
 from service.client import ApiError, PcdClient, StudyIdError
+from service.promotion_view import (
+    FAIR_HINT,
+    display_name,
+    paired_line,
+    promotion_lines,
+    result_text,
+)
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -192,10 +199,8 @@ def _watch(client: PcdClient, study_id: str, poll: float = 1.0) -> None:
     with bar:
         final = api_call(lambda: client.wait(study_id, poll=poll, on_update=update))
     console.print(progress_line(final))
-    for label, stats in (final.get("promotion") or {}).items():
-        console.print(
-            f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} ({stats['seeds']} seeds)"
-        )
+    for line in promotion_lines(final.get("promotion") or {}):
+        console.print(line)
     links = final.get("links") or {}
     if links.get("mlflow"):
         console.print(f"MLflow run: {links['mlflow']}", soft_wrap=True)
@@ -274,10 +279,7 @@ def _study_table(study: dict[str, Any]) -> Table:
         ("created", study["created_at"]),
         ("finished", study.get("finished_at") or "-"),
     ]  # fmt: skip
-    for label, stats in (study.get("promotion") or {}).items():
-        rows.append(
-            (label, f"test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} ({stats['seeds']} seeds)")
-        )
+    rows += _promotion_rows(study.get("promotion") or {})
     links = study.get("links") or {}
     rows.append(("MLflow", links.get("mlflow") or "-"))
     rows.append(("MLflow experiment", links.get("mlflow_experiment") or "-"))
@@ -287,6 +289,19 @@ def _study_table(study: dict[str, Any]) -> Table:
     for field, value in rows:
         table.add_row(field, escape(str(value)))
     return table
+
+
+def _promotion_rows(promotion: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per result (``kd (at defaults)``: test top-1 ...), one per paired difference
+    and a note when a baseline ran at its defaults (service.promotion_view)."""
+    rows = []
+    for label, stats in promotion.items():
+        rows.append((display_name(label, stats), result_text(stats)))
+        if paired := paired_line(label, stats):
+            rows.append(("paired", paired))
+    if any(stats.get("at_defaults") for stats in promotion.values()):
+        rows.append(("note", FAIR_HINT))
+    return rows
 
 
 def _limits_text(limits: dict[str, Any]) -> str:

@@ -169,6 +169,7 @@ def study_run(
         study = load_spec(spec, parse_overrides(set_ or []))
     except SpecError as err:
         fail(str(err), USAGE_ERROR)
+    from service.promotion_view import promotion_lines
     from service.ranking import ranked
     from service.runner.live import LiveTrialTable
     from service.runner.study import StudyError, run_study
@@ -223,11 +224,8 @@ def study_run(
             ),
         )
     console.print(table)
-    for label, stats in result.promotion.items():
-        console.print(
-            f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} "
-            f"({stats['seeds']} seeds, trained on train+val, last epoch)"
-        )
+    for line in promotion_lines(result.promotion, "trained on train+val, last epoch"):
+        console.print(line)
     console.print(
         f"best {study.objective.metric} (val): {result.best_value}; config {result.best_config}"
     )

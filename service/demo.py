@@ -20,6 +20,7 @@ from rich.table import Table
 
 from service.client import PcdClient
 from service.control.processes import free_port, start_session, stop_session, wait_http
+from service.promotion_view import display_name, promotion_lines
 from service.study_files import mlflow_store_uri
 
 console = Console()
@@ -131,11 +132,8 @@ def main() -> None:
                 config,
             )
         console.print(table)
-        for label, stats in final["promotion"].items():
-            console.print(
-                f"{label}: test top-1 {stats['mean']:.2f} ± {stats['std']:.2f} "
-                f"({stats['seeds']} seeds, retrained on train+val)"
-            )
+        for line in promotion_lines(final["promotion"], "retrained on train+val"):
+            console.print(line)
         plot = _plot(trials, final)
         console.print(f"best config: {final['best']['config']}")
         console.print(f"plot: {plot}")
@@ -178,9 +176,10 @@ def _plot(trials: list[dict], final: dict) -> Path:
     axes[0].set_ylim(min(values) - 2, 100)
     axes[0].set_xlabel("trial (best first)")
     axes[0].set_ylabel("val top-1 %")
-    labels = list(final["promotion"])
-    means = [final["promotion"][k]["mean"] for k in labels]
-    stds = [final["promotion"][k]["std"] for k in labels]
+    promotion = final["promotion"]
+    labels = [display_name(k, v) for k, v in promotion.items()]  # "kd (at defaults)"
+    means = [v["mean"] for v in promotion.values()]
+    stds = [v["std"] for v in promotion.values()]
     axes[1].bar(labels, means, yerr=stds, capsize=6)
     axes[1].set_ylim(min(means) - 5, 100)
     axes[1].set_ylabel("test top-1 % (mean ± std over seeds)")

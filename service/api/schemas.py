@@ -96,6 +96,42 @@ class BestTrial(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class PairedDifferenceOut(BaseModel):
+    """The promoted result minus a baseline's, seed by seed (pcd_core.stats)."""
+
+    mean: float = Field(description="mean of promoted − baseline over the seeds, points")
+    std: float
+    ci95: float | None = Field(description="95% CI half-width; null with one seed")
+    wins: int = Field(description="seeds on which the promoted result is ahead")
+    n: int = Field(description="seeds paired (seed i of both: same data order and init)")
+    verdict: str = Field(
+        description="promoted better, <method> better or no clear difference (whether the "
+        "95% interval excludes zero)"
+    )
+
+
+class PromotionResult(BaseModel):
+    """One promoted result (``best``) or baseline (``baseline_<method>``): test top-1 of the
+    last epoch over the seeds, retrained on train+val."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mean: float
+    std: float
+    seeds: int
+    test_top1: list[float] = Field(default_factory=list, description="one per seed")
+    best_epoch: dict[str, Any] | None = Field(
+        None, description="the best epoch's test top-1, selected on test (test_each_epoch)"
+    )
+    at_defaults: bool | None = Field(
+        None,
+        description="a baseline: true, it ran at its method's defaults, not tuned (`pcd "
+        "compare` tunes every method with the same budget); null for the promoted result",
+    )
+    options: dict[str, Any] | None = Field(None, description="a baseline's method options")
+    paired_vs_promoted: PairedDifferenceOut | None = None
+
+
 class StudyOut(BaseModel):
     id: str
     name: str
@@ -111,7 +147,9 @@ class StudyOut(BaseModel):
     finished_at: UtcDatetime | None = None
     trials: TrialCounters = Field(default_factory=TrialCounters)
     best: BestTrial | None = None
-    promotion: dict[str, Any] = Field(default_factory=dict)
+    promotion: dict[str, PromotionResult] = Field(
+        default_factory=dict, description="by label: best, baseline_<method>"
+    )
     limits: StudyLimits
     stop_reason: str | None = Field(
         None,

@@ -15,10 +15,15 @@ are the children with a ``pcd.trial_id``, the runs here have a ``pcd.kind`` inst
   (last epoch) and test_top1_best_val (its best-on-val weights, the ones the study distils
   from);
 - on the parent: ``promoted_test_top1_mean`` / ``_std`` / ``promoted_seeds``,
-  ``baseline_<method>_test_top1_mean`` / ``_std`` / ``_seeds``, with test_each_epoch
+  ``baseline_<method>_test_top1_mean`` / ``_std`` / ``_seeds`` and
+  ``baseline_<method>_paired_diff`` / ``_paired_diff_ci95`` (promoted - baseline, paired by
+  seed: both train seed i with the same data order and initialisation), with test_each_epoch
   ``promoted_best_test_epoch_top1_mean`` / ``_std``, and ``teacher_test_top1`` /
   ``teacher_val_top1``; its description (``mlflow.note.content``, study_note) says what they
-  mean;
+  mean, and, once promoted, one line per baseline: ``promoted − kd (at defaults): +1.02 ±
+  0.80 points (95% CI, 3 seeds) → promoted better`` (service.promotion_view). Baselines run
+  at their method's defaults, not tuned (comparison studies, ``pcd compare``, tune every
+  method with the same budget);
 - the dataset's train and test splits as inputs of the parent and of each seed run
   (dataset_inputs: name, digest, source, schema, profile);
 - the promoted student of seed 0 (its last-epoch weights, the ones its test_top1 scores) as
@@ -54,11 +59,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pcd_core.compare import mean_std
 from pcd_core.data import ImageData, load_dataset
-from pcd_core.methods import needs_teacher
+from pcd_core.methods import METHODS, needs_teacher
 from pcd_core.run_dir import RunDir
+from pcd_core.stats import paired_difference
 from pcd_core.train import EpochMetrics, load_teacher
 from pcd_core.train.trainer import dataset_fingerprint
 from search_spaces.schema import StudySpec
+from service.promotion_view import FAIR_HINT, PROMOTED, paired_line
 from service.runner.errors import StudyError, one_line
 from service.runner.remote import remote_opts, train_remote
 from service.runner.tracking import system_tags
@@ -67,7 +74,6 @@ from service.study_files import RunKind, StudyFolder, Tags, study_runs_filter
 
 log = logging.getLogger(__name__)
 
-PROMOTED = "best"  # the promotion's label of the best configuration (StudyFolder's too)
 TEACHER = "teacher"
 TRAINED_ON = "train+val"
 MODEL_NAME = "model"
@@ -114,7 +120,31 @@ def promote(
             )
             for seed, config in zip(seeds, configs, strict=True)
         ]
-    return {label: _stats(ray.get(refs)) for label, refs in jobs.items()}
+    results = {label: _stats(ray.get(refs)) for label, refs in jobs.items()}
+    return _with_paired(results, spec.promotion.baselines)
+
+
+def _with_paired(
+    results: dict[str, dict[str, Any]], baselines: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Each baseline marked as at its defaults (the options it ran with) and compared with
+    the promoted result seed by seed: seed i of both trained with trial_config(seed=i), the
+    same data order and initialisation (common random numbers)."""
+    promoted = results[PROMOTED]["test_top1"]
+    for method in baselines:
+        stats = results[f"baseline_{method}"]
+        diff = paired_difference(promoted, stats["test_top1"])
+        stats["at_defaults"] = True
+        stats["options"] = METHODS[method].options().model_dump(mode="json")
+        stats["paired_vs_promoted"] = {
+            "mean": diff.mean,
+            "std": diff.std,
+            "ci95": diff.ci95 if math.isfinite(diff.ci95) else None,  # None for one seed
+            "wins": diff.wins,  # seeds on which the promoted result is ahead
+            "n": diff.n,
+            "verdict": diff.verdict("promoted", method),
+        }
+    return results
 
 
 def _stats(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,9 +163,9 @@ def _stats(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the parent
-def study_note(spec: StudySpec) -> str:
-    """The parent run's description (mlflow.note.content, Markdown): the study's own, and
-    what its promoted result and baselines mean."""
+def study_note(spec: StudySpec, promotion: dict[str, dict[str, Any]] | None = None) -> str:
+    """The parent run's description (mlflow.note.content, Markdown): the study's own, what its
+    promoted result and baselines mean and, once promoted, each baseline's paired difference."""
     parts = [spec.description.strip()] if spec.description.strip() else []
     n = spec.promotion.seeds
     if n:
@@ -147,12 +177,7 @@ def study_note(spec: StudySpec) -> str:
             "(`promoted seed N`, with its curves; seed 0 holds the model)."
         )
     if n and spec.promotion.baselines:
-        names = ", ".join(spec.promotion.baselines)
-        parts.append(
-            f"**Baselines** ({names}) at their defaults, not tuned: "
-            "`baseline_<method>_test_top1_mean` / `_std`, child runs "
-            "`baseline <method> (at defaults) seed N`, trained like the promoted result."
-        )
+        parts.append(_baselines_note(spec.promotion.baselines, promotion or {}))
     if n and spec.promotion.test_each_epoch:
         parts.append(
             "`*_best_test_epoch_top1_*`: the best epoch's test top-1, **selected on test** "
@@ -161,6 +186,23 @@ def study_note(spec: StudySpec) -> str:
     if needs_teacher(spec.method):
         parts.append("`teacher_test_top1`: the teacher's test top-1 (its best-on-val weights).")
     return "\n\n".join(parts)
+
+
+def _baselines_note(baselines: list[str], promotion: dict[str, dict[str, Any]]) -> str:
+    names = ", ".join(baselines)
+    note = (
+        f"**Baselines** ({names}) at their defaults, not tuned: "
+        "`baseline_<method>_test_top1_mean` / `_std`, child runs "
+        "`baseline <method> (at defaults) seed N`, trained like the promoted result with the "
+        "same seeds; `baseline_<method>_paired_diff` ± `_paired_diff_ci95`: promoted − "
+        f"baseline, paired by seed (95% CI). Note: {FAIR_HINT}."
+    )
+    lines = [
+        line
+        for label, stats in promotion.items()
+        if (line := paired_line(label, stats)) is not None
+    ]
+    return "\n\n".join([note, *(f"- {line}" for line in lines)])
 
 
 def parent_tags(spec: StudySpec) -> dict[str, str]:
@@ -186,6 +228,8 @@ def log_promotion(
         for seed in range(int(promotion[label]["seeds"])):
             _log_seed_run(tracking, spec, folder, (label, method, params, seed), data)
     _log_summary(tracking.client, tracking.parent_run_id, promotion)
+    note = study_note(spec, promotion)[:MAX_TAG]  # now with the paired differences
+    tracking.client.set_tag(tracking.parent_run_id, Tags.NOTE, note)
 
 
 def _prefix(label: str) -> str:
@@ -193,7 +237,7 @@ def _prefix(label: str) -> str:
 
 
 def _log_summary(client: MlflowClient, run_id: str, promotion: dict[str, dict[str, Any]]) -> None:
-    values: dict[str, float] = {}
+    values: dict[str, float | None] = {}
     for label, stats in promotion.items():
         p = _prefix(label)
         values |= {
@@ -204,6 +248,9 @@ def _log_summary(client: MlflowClient, run_id: str, promotion: dict[str, dict[st
         if "best_epoch" in stats:
             values[f"{p}_best_test_epoch_top1_mean"] = stats["best_epoch"]["mean"]
             values[f"{p}_best_test_epoch_top1_std"] = stats["best_epoch"]["std"]
+        if "paired_vs_promoted" in stats:  # promoted - this baseline (None: one seed)
+            values[f"{p}_paired_diff"] = stats["paired_vs_promoted"]["mean"]
+            values[f"{p}_paired_diff_ci95"] = stats["paired_vs_promoted"]["ci95"]
     logged = client.get_run(run_id).data.metrics  # a restarted driver logs only what is new
     _log_metrics(client, run_id, [(k, v, 0) for k, v in values.items() if k not in logged])
 

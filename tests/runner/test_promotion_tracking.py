@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pcd_core.methods import METHODS
 from pcd_core.run_dir import RunDir
 from pcd_core.train import CheckpointError
 from search_spaces import parse_spec
+from service.api.schemas import PromotionResult
 from service.runner.promotion import MODEL_NAME, log_promotion, log_study_inputs, study_data
 from service.study_files import EXPERIMENT, RunKind, StudyFolder, Tags, child_runs_filter
 
@@ -115,6 +117,40 @@ def test_parent_summarises_the_seeds_and_says_what_they_mean(study: StudyFolder)
     assert tags[Tags.SOURCE_TYPE] == "JOB" and len(tags.get(Tags.GIT_COMMIT, "x" * 40)) == 40
     (teacher,) = _children(study, RunKind.teacher)
     assert "val_top1" in teacher.data.metrics and "test_top1_best_val" in teacher.data.metrics
+
+
+def test_baselines_are_at_defaults_and_paired_with_the_promoted_seeds(study: StudyFolder) -> None:
+    summary = study.read_summary()
+    assert summary is not None
+    promoted, kd = summary.promotion["best"], summary.promotion["baseline_kd"]
+    assert kd["at_defaults"] is True and "at_defaults" not in promoted
+    assert kd["options"] == METHODS["kd"].options().model_dump(mode="json")
+    paired = kd["paired_vs_promoted"]
+    assert paired["n"] == 2 and 0 <= paired["wins"] <= 2
+    diff = np.mean(promoted["test_top1"]) - np.mean(kd["test_top1"])
+    assert paired["mean"] == pytest.approx(diff)
+    assert paired["verdict"] in ("promoted better", "kd better", "no clear difference")
+    # common random numbers: seed i of both trained with the same seed and data split
+    for seed in range(2):
+        ours = RunDir(study.promotion_dir("best", seed)).read_summary()["config"]
+        theirs = RunDir(study.promotion_dir("baseline_kd", seed)).read_summary()["config"]
+        assert ours["seed"] == theirs["seed"] == seed and ours["data"] == theirs["data"]
+        assert theirs["method"] == "kd" and not theirs["method_options"]  # its defaults
+    by_seed = {
+        int(r.data.tags[Tags.SEED]): r.data.metrics["test_top1"]
+        for r in _children(study, RunKind.baseline)
+    }
+    assert [by_seed[0], by_seed[1]] == pytest.approx(kd["test_top1"])  # in seed order
+    typed = PromotionResult.model_validate(kd)  # what the API serves
+    assert typed.at_defaults and typed.paired_vs_promoted.n == 2
+    client, _ = _client(study)
+    parent = client.get_run(study.parent_run_id())
+    assert parent.data.metrics["baseline_kd_paired_diff"] == pytest.approx(paired["mean"])
+    assert parent.data.metrics["baseline_kd_paired_diff_ci95"] == pytest.approx(paired["ci95"])
+    note = parent.data.tags[Tags.NOTE]
+    line = f"promoted − kd (at defaults): {paired['mean']:+.2f} ± {paired['ci95']:.2f} points"
+    assert f"- {line} (95% CI, 2 seeds) → {paired['verdict']}" in note
+    assert "`pcd compare`" in note and "not tuned" in note
 
 
 def test_dataset_is_an_input_with_a_digest(study: StudyFolder) -> None:
