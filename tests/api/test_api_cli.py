@@ -38,10 +38,10 @@ def test_submit_watch_list_show(api) -> None:
     assert valid.returncode == 0 and valid.stdout.strip() == "valid"
     run = _pcd(api, "study", "submit", "pcd-digits", "--watch", *sets)
     assert run.returncode == 0, run.stderr
-    assert "succeeded" in run.stdout and "best: test top-1" in run.stdout
+    assert "succeeded" in run.stdout and "promoted: test top-1" in run.stdout
     study_id = run.stdout.split()[1]
     listed = _pcd(api, "study", "list", token="ro-token")
-    assert listed.returncode == 0 and "1 studies" in listed.stdout
+    assert listed.returncode == 0 and "studies (1 of 1" in listed.stdout
     assert '"status": "succeeded"' in _pcd(api, "study", "show", study_id, "--json").stdout
     trials = _pcd(api, "study", "trials", study_id[:8], "--json")
     assert trials.returncode == 0 and len(json.loads(trials.stdout)["items"]) == 2

@@ -20,6 +20,7 @@ from service.cli import app
 from service.client import PcdClient
 from service.settings import Settings
 from service.store import Store, StudyStatus
+from service.study_files import StudyFolder, StudyState, StudySummary
 
 runner = CliRunner()
 SPEC = {"budget": {"trials": 4}}
@@ -140,6 +141,53 @@ def test_show_is_a_table_and_json_on_request(store: Store) -> None:
         assert text in table.stdout, table.stdout
     raw = json.loads(invoke("study", "show", study_id[:8], "--json").stdout)
     assert raw["status"] == "succeeded" and raw["trials"]["pending"] == 4
+
+
+PROMOTION = {  # as the runner writes it (tests/runner/test_promotion_tracking.py)
+    "best": {"mean": 98.33, "std": 0.56, "seeds": 3, "test_top1": [98.0, 98.0, 99.0]},
+    "baseline_kd": {
+        "mean": 97.31, "std": 0.16, "seeds": 3, "test_top1": [97.2, 97.25, 97.5],
+        "at_defaults": True, "options": {"temperature": 4.0, "ce_weight": 0.1},
+        "paired_vs_promoted": {
+            "mean": 1.02, "std": 0.32, "ci95": 0.8, "wins": 3, "n": 3,
+            "verdict": "promoted better",
+        },
+    },
+}  # fmt: skip
+
+
+def test_show_labels_a_baseline_at_defaults_with_its_paired_difference(
+    store: Store, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = StudyFolder(tmp_path / "promoted")
+    folder.path.mkdir()
+    folder.write_state(StudyState())
+    summary = StudySummary(
+        name="demo", study_dir=folder.path, parent_run_id="r", tracking_uri="sqlite://",
+        best_config={}, best_value=None, best_trial_id=None, trials=[], promotion=PROMOTION,
+    )  # fmt: skip
+    folder.write_summary(summary)
+    record, _ = store.create("demo", SPEC)
+    store.transition(record.id, StudyStatus.running, driver="pid:1", study_dir=str(folder.path))
+    store.transition(record.id, StudyStatus.succeeded)
+    raw = json.loads(invoke("study", "show", record.id[:8], "--json").stdout)
+    kd = raw["promotion"]["baseline_kd"]  # the API's typed PromotionResult
+    assert kd["at_defaults"] is True and kd["options"]["ce_weight"] == 0.1
+    assert kd["paired_vs_promoted"] == PROMOTION["baseline_kd"]["paired_vs_promoted"]
+    assert raw["promotion"]["best"]["at_defaults"] is None
+    monkeypatch.setenv("COLUMNS", "240")  # rich's width: no cell wraps
+    table = invoke("study", "show", record.id[:8])
+    assert table.exit_code == 0, table.output
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for line in table.stdout.splitlines()
+        if len(cells := line.split("│")) == 4
+    }
+    assert rows["kd (at defaults)"] == "test top-1 97.31 ± 0.16 (3 seeds)", table.stdout
+    assert rows["promoted"] == "test top-1 98.33 ± 0.56 (3 seeds)"
+    line = "promoted − kd (at defaults): +1.02 ± 0.80 points (95% CI, 3 seeds) → promoted better"
+    assert rows["paired"] == line
+    assert "pcd compare" in rows["note"]
 
 
 def test_list_is_a_table_and_json_on_request(store: Store) -> None:
