@@ -76,7 +76,13 @@ log = logging.getLogger(__name__)
 
 TEACHER = "teacher"
 TRAINED_ON = "train+val"
-MODEL_NAME = "model"
+
+
+def model_name(spec: StudySpec) -> str:
+    """The promoted student's name in MLflow's model list: the study's, not a bare "model"."""
+    return f"{spec.name}-student"
+
+
 DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset digest
 MAX_BATCH = 1000  # metrics per MLflow log_batch call
 MAX_TAG = 5000
@@ -268,7 +274,26 @@ def _log_metrics(client: MlflowClient, run_id: str, values: list[tuple[str, Any,
 
 
 # ------------------------------------------------------------------------------ seed runs
-def _open_run(tracking: Tracked, kind: RunKind, name: str, label: str, seed: int) -> str | None:
+def training_window(run_dir: RunDir) -> tuple[int | None, int | None]:
+    """When a finished run folder trained, as MLflow times (ms): it ends when its summary was
+    written and starts its epochs' seconds before. Its MLflow run is logged afterwards, and
+    would otherwise last the few milliseconds of its logging."""
+    try:
+        ended = run_dir.summary.stat().st_mtime
+    except OSError:
+        return None, None
+    seconds = sum(float(e.get("seconds") or 0.0) for e in run_dir.read_metrics())
+    return int((ended - seconds) * 1000), int(ended * 1000)
+
+
+def _open_run(
+    tracking: Tracked,
+    kind: RunKind,
+    name: str,
+    label: str,
+    seed: int,
+    started_ms: int | None = None,
+) -> str | None:
     """A new child run, or None when a FINISHED one with these tags exists (logged before a
     driver crash); an unfinished one is deleted (soft) to be logged afresh."""
     client = tracking.client
@@ -289,11 +314,11 @@ def _open_run(tracking: Tracked, kind: RunKind, name: str, label: str, seed: int
         Tags.SEED: str(seed),
         **system_tags(),
     }
-    return client.create_run(tracking.experiment_id, tags=tags).info.run_id
+    return client.create_run(tracking.experiment_id, start_time=started_ms, tags=tags).info.run_id
 
 
 @contextmanager
-def _closed(client: MlflowClient, run_id: str) -> Iterator[None]:
+def _closed(client: MlflowClient, run_id: str, ended_ms: int | None = None) -> Iterator[None]:
     """The run FINISHED when the block ends; FAILED when it raises (best effort: MLflow may
     be why), so that no run of a failed study stays RUNNING."""
     try:
@@ -304,7 +329,7 @@ def _closed(client: MlflowClient, run_id: str) -> Iterator[None]:
         except Exception:
             log.warning("could not mark run %s FAILED", run_id, exc_info=True)
         raise
-    client.set_terminated(run_id, status="FINISHED")
+    client.set_terminated(run_id, status="FINISHED", end_time=ended_ms)
 
 
 def run_name(label: str, seed: int) -> str:
@@ -334,10 +359,11 @@ def _log_seed_run(
 ) -> None:
     label, method, params, seed = what
     kind = RunKind.promotion if label == PROMOTED else RunKind.baseline
-    run_id = _open_run(tracking, kind, run_name(label, seed), label, seed)
+    started, ended = training_window(RunDir(folder.promotion_dir(label, seed)))
+    run_id = _open_run(tracking, kind, run_name(label, seed), label, seed, started)
     if run_id is None:
         return
-    with _closed(tracking.client, run_id):
+    with _closed(tracking.client, run_id, ended):
         _fill_seed_run(tracking, spec, folder, (label, method, params, seed), run_id, data)
 
 
@@ -369,7 +395,8 @@ def _fill_seed_run(
     client.log_inputs(run_id, datasets=data.inputs)
     _log_run_metrics(client, run_id, run_dir, summary)
     if label == PROMOTED and seed == 0:
-        _log_model(tracking, run_id, run_dir, data, spec.promotion.registered_model_name)
+        registered = spec.promotion.registered_model_name
+        _log_model(tracking, run_id, run_dir, data, (model_name(spec), registered))
 
 
 def _log_run_metrics(
@@ -437,12 +464,17 @@ def _student(run_dir: RunDir, data: StudyData) -> tuple[Any, np.ndarray]:
 
 
 def _log_model(
-    tracking: Tracked, run_id: str, run_dir: RunDir, data: StudyData, registered: str | None
+    tracking: Tracked,
+    run_id: str,
+    run_dir: RunDir,
+    data: StudyData,
+    names: tuple[str, str | None],
 ) -> None:
-    """The seed run's last-epoch student as the MLflow model ``model`` (signature and input
+    """The seed run's last-epoch student as the MLflow model ``names[0]`` (signature and input
     example from two normalised test images; pcd_core's code inside, so that it loads where
     torch is installed), registered as ``registered`` when set, the version described. A
     failed registration fails the study; a failed plain logging is tagged and warned."""
+    name, registered = names
     import mlflow
     import mlflow.pytorch
     from mlflow.models import infer_signature
@@ -455,7 +487,7 @@ def _log_model(
         with _fluent_uri(tracking.uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pytorch.log_model(
                 model,
-                name=MODEL_NAME,
+                name=name,
                 run_id=run_id,
                 signature=infer_signature(data.example, logits),
                 input_example=data.example,
@@ -609,10 +641,11 @@ def log_teacher(
     run_dir = RunDir(folder.teacher_dir)
     if Path(teacher).resolve().parent != run_dir.path.resolve():
         return  # a stored checkpoint: its curves are not here
-    run_id = _open_run(tracking, RunKind.teacher, TEACHER, TEACHER, spec.seed)
+    started, ended = training_window(run_dir)
+    run_id = _open_run(tracking, RunKind.teacher, TEACHER, TEACHER, spec.seed, started)
     if run_id is None:
         return
-    with _closed(client, run_id):
+    with _closed(client, run_id, ended):
         _fill_teacher_run(client, run_id, run_dir, spec.seed)
 
 

@@ -20,7 +20,7 @@ from pcd_core.run_dir import RunDir
 from pcd_core.train import CheckpointError
 from search_spaces import parse_spec
 from service.api.schemas import PromotionResult
-from service.runner.promotion import MODEL_NAME, log_promotion, log_study_inputs, study_data
+from service.runner.promotion import log_promotion, log_study_inputs, model_name, study_data
 from service.study_files import EXPERIMENT, RunKind, StudyFolder, Tags, child_runs_filter
 
 from .conftest import run_cli
@@ -191,7 +191,13 @@ def test_promoted_model_loads_predicts_and_is_registered(study: StudyFolder) -> 
         assert [v.run_id for v in versions] == [seed0.info.run_id]
         assert "pixels / 255" in versions[0].description  # how to prepare an input
         logged = client.get_logged_model(output.model_id)
-        assert logged.name == MODEL_NAME and logged.experiment_id == seed0.info.experiment_id
+        spec = parse_spec(study.read_state().spec)
+        assert logged.name == model_name(spec) == f"{spec.name}-student"
+        assert logged.experiment_id == seed0.info.experiment_id
+        # the run lasts its training (its epochs' seconds), not its logging afterwards
+        epochs = RunDir(study.promotion_dir("best", 0)).read_metrics()
+        trained_ms = 1000 * sum(e["seconds"] for e in epochs)
+        assert abs((seed0.info.end_time - seed0.info.start_time) - trained_ms) <= 2
         assert logged.artifact_location.startswith(study.path.parent.resolve().as_uri())
     finally:
         mlflow.set_tracking_uri(old)
