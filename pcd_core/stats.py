@@ -22,8 +22,8 @@ def t95(df: int) -> float:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """``a - b`` seed by seed: mean, sample std, the 95 % CI half-width (NaN for one seed),
-    the seeds on which ``a`` is ahead, and how many seeds."""
+    """``a - b`` seed by seed: mean, sample std, the 95 % CI half-width (NaN for one seed or
+    for differences without spread), the seeds on which ``a`` is ahead, and how many."""
 
     mean: float
     std: float
@@ -44,10 +44,14 @@ class PairedDifference:
 
     def describe(self, a: str, b: str) -> str:
         """One line: the difference, its interval, the wins and the verdict."""
+        interval = (
+            "no interval: one seed, or the same difference on every seed"
+            if math.isnan(self.ci95)
+            else f"± {self.ci95:.2f} points (95% CI of the paired difference, n={self.n})"
+        )
         return (
-            f"{a} − {b}: {self.mean:+.2f} ± {self.ci95:.2f} points (95% CI of the paired "
-            f"difference, n={self.n}); {a} ahead on {self.wins} of {self.n} seeds → "
-            f"{self.verdict(a, b)}"
+            f"{a} − {b}: {self.mean:+.2f} {interval}; {a} ahead on {self.wins} of {self.n} "
+            f"seeds → {self.verdict(a, b)}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -63,5 +67,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> PairedDifferenc
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     n = len(diffs)
     mean, sd = mean_std(diffs)
-    half = t95(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
+    # no spread (identical differences on every seed, up to rounding): the t interval is
+    # degenerate, not evidence; such a difference gets no interval and no verdict
+    spread = n > 1 and sd > 1e-9 * max(1.0, abs(mean))
+    half = t95(n - 1) * sd / math.sqrt(n) if spread else float("nan")
     return PairedDifference(mean, sd, half, sum(d > 0 for d in diffs), n)

@@ -40,7 +40,8 @@ def test_readme_lists_every_setting_as_the_fields_say() -> None:
     )
 
 
-def test_a_driver_reads_what_the_api_gives_it(tmp_path) -> None:
+def test_a_driver_reads_what_the_api_gives_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("PCD_MLFLOW_LOCAL_DIR", raising=False)  # the default: beside the studies
     settings = Settings(
         mlflow_tracking_uri="http://mlflow:5000",
         ray_address="127.0.0.2:6379",

@@ -21,7 +21,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from service.runner.errors import one_line
-from service.runner.tracking import RetryingClient
+from service.runner.tracking import RetryingClient, system_tags
 from service.runner.trial_runs import (
     TrialRunInfo,
     best_metrics,
@@ -107,6 +107,7 @@ class MLflowStudyCallback(Callback):
                     Tags.PARENT_RUN: self.parent_run_id,
                     Tags.TRIAL_ID: trial.trial_id,
                     Tags.RUN_NAME: self.name(trial),
+                    **system_tags(),  # who, what and which commit, as the study's other runs
                 },
             )
             run_id, existing = run.info.run_id, {}

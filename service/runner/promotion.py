@@ -169,10 +169,17 @@ def _stats(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the parent
-def study_note(spec: StudySpec, promotion: dict[str, dict[str, Any]] | None = None) -> str:
-    """The parent run's description (mlflow.note.content, Markdown): the study's own, what its
-    promoted result and baselines mean and, once promoted, each baseline's paired difference."""
+def study_note(
+    spec: StudySpec, study_id: str, promotion: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """The parent run's description (mlflow.note.content, Markdown): the study's own, where
+    to follow it, what its promoted result and baselines mean and, once promoted, each
+    baseline's paired difference."""
     parts = [spec.description.strip()] if spec.description.strip() else []
+    parts.append(
+        f"Study `{study_id}` (its folder's name; the study's id when the pcd API ran it: "
+        f"`pcd study show {study_id}`, `GET /v1/studies/{study_id}`)."
+    )
     n = spec.promotion.seeds
     if n:
         parts.append(
@@ -211,9 +218,9 @@ def _baselines_note(baselines: list[str], promotion: dict[str, dict[str, Any]]) 
     return "\n\n".join([note, *(f"- {line}" for line in lines)])
 
 
-def parent_tags(spec: StudySpec) -> dict[str, str]:
+def parent_tags(spec: StudySpec, study_id: str) -> dict[str, str]:
     """MLflow's system tags and the description of a new parent run."""
-    return {**system_tags(), Tags.NOTE: study_note(spec)[:MAX_TAG]}
+    return {**system_tags(), Tags.NOTE: study_note(spec, study_id)[:MAX_TAG]}
 
 
 def log_promotion(
@@ -234,7 +241,7 @@ def log_promotion(
         for seed in range(int(promotion[label]["seeds"])):
             _log_seed_run(tracking, spec, folder, (label, method, params, seed), data)
     _log_summary(tracking.client, tracking.parent_run_id, promotion)
-    note = study_note(spec, promotion)[:MAX_TAG]  # now with the paired differences
+    note = study_note(spec, folder.path.name, promotion)[:MAX_TAG]  # with paired differences
     tracking.client.set_tag(tracking.parent_run_id, Tags.NOTE, note)
 
 

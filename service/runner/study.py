@@ -168,7 +168,7 @@ def _parent_run(
                 Tags.RUN_NAME: spec.name,
                 Tags.STUDY: study_dir.name,
                 Tags.KIND: RunKind.study,
-                **parent_tags(spec),
+                **parent_tags(spec, study_dir.name),
             },
         )
         run_id = run.info.run_id

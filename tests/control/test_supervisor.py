@@ -149,6 +149,7 @@ def test_drivers_do_not_inherit_the_api_secrets(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PCD_DATABASE_URL", "postgresql+psycopg://u:secret@db/pcd")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("PCD_MLFLOW_LOCAL_DIR", raising=False)  # the default: beside the studies
     migrate(url)
     store = Store(url)
     settings = Settings(database_url=url, studies_dir=tmp_path / "studies", warm_driver=False)

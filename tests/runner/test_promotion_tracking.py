@@ -113,6 +113,7 @@ def test_parent_summarises_the_seeds_and_says_what_they_mean(study: StudyFolder)
     assert "teacher_val_top1" in metrics
     note = tags[Tags.NOTE]
     assert "train+val" in note and "2 seeds" in note and "at their defaults" in note
+    assert f"`GET /v1/studies/{study.path.name}`" in note  # where to follow the study
     assert tags[Tags.USER] and tags[Tags.SOURCE_NAME] == "pcd study"
     assert tags[Tags.SOURCE_TYPE] == "JOB" and len(tags.get(Tags.GIT_COMMIT, "x" * 40)) == 40
     (teacher,) = _children(study, RunKind.teacher)

@@ -118,6 +118,7 @@ def test_a_trial_run_says_how_it_ended_and_carries_its_files(tmp_path) -> None:
     context = {"method": "pcd", "teacher": "cnn_small", "student": "mlp_32", "dataset": "digits"}
     context |= {"max_epochs": "3", "study": "pcd-digits", "study_id": "study-1"}
     assert first.data.params == {**context, **{k: str(v) for k, v in CONFIG.items()}}
+    assert first.data.tags[Tags.USER] and first.data.tags[Tags.SOURCE_NAME] == "pcd study"
 
     def artifacts(run_id: str) -> set[str]:
         top = client.list_artifacts(run_id)

@@ -43,3 +43,13 @@ def test_one_seed_has_no_interval_and_no_verdict() -> None:
 def test_unpaired_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="same, non-zero number of seeds"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_differences_without_spread_get_no_interval() -> None:
+    # -4.74 on both seeds, up to float rounding: a degenerate interval is not evidence
+    d = paired_difference([90.0, 91.3], [94.74, 96.04])
+    assert d.std < 1e-9 and math.isnan(d.ci95) and not d.clear
+    assert d.verdict("a", "b") == "no clear difference"
+    assert "-4.74 no interval: one seed, or the same difference on every seed" in d.describe(
+        "a", "b"
+    )
