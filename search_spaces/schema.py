@@ -400,7 +400,7 @@ class ComparisonSpec(_Strict):
                     f"entries[{i}].method: unknown method {entry.method!r}; "
                     f"one of {', '.join(METHODS)}"
                 )
-            if names.count(entry.name) > 1 or slugs.count(entry.slug) > 1:
+            if entry.name in names[:i] or entry.slug in slugs[:i]:
                 raise ValueError(f"entries[{i}].name: {entry.name!r} is not unique")
         if self.reference is not None and self.reference not in names:
             raise ValueError(
@@ -654,7 +654,13 @@ class StudySpec(_Strict):
     def check_classes(self, num_classes: int) -> None:
         """ValueError naming the field if the method (at the space's fixed values and the low
         end of each searched option, then at each end of each searched option) or a promotion
-        baseline cannot work with ``num_classes`` classes (e.g. more PCD stages than classes)."""
+        baseline cannot work with ``num_classes`` classes (e.g. more PCD stages than classes).
+        A comparison: each entry's own space."""
+        for i, entry in enumerate(self.comparison.entries if self.comparison else []):
+            try:
+                self.entry_spec(entry, {}).check_classes(num_classes)
+            except ValueError as err:
+                raise ValueError(f"comparison.entries[{i}] ({entry.name}): {err}") from None
         names = set(METHODS[self.method].options.model_fields)
         searched = {
             k: p.extremes()

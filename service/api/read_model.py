@@ -23,6 +23,7 @@ from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
 from service.study_files import (
+    ComparisonResult,
     LocalMlflowStore,
     StudyFolder,
     StudyState,
@@ -88,11 +89,18 @@ class TrackingUnavailable(RuntimeError):
 def _child_runs(client: Any, state: StudyState) -> list[Any]:
     if client is None or state.parent_run_id is None:
         return []
-    return client.search_runs(
+    runs = client.search_runs(
         [state.experiment_id],
         filter_string=child_runs_filter(state.parent_run_id),
         max_results=5000,
     )
+    return [r for r in runs if r.data.tags.get(Tags.SEED_RUN) != "true"]  # a comparison's
+
+
+def comparison(record: StudyRecord) -> ComparisonResult | None:
+    """A finished comparison study's result (None for a search, or before it finished)."""
+    summary = _summary(record)
+    return summary.comparison if summary is not None else None
 
 
 @contextmanager

@@ -1,0 +1,50 @@
+"""A comparison study is a study spec with a comparison section: the API validates it (422
+naming the field) and shows a study's kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import RW
+from .test_api_basics import _problem
+
+BODY = {
+    "name": "cmp",
+    "teacher": {"arch": "cnn_small", "epochs": 1},
+    "student": "mlp_32",
+    "budget": {"trials": 2, "max_epochs": 2},
+    "comparison": {"entries": ["ce", "kd", "pcd"], "seeds": 2},
+}
+
+
+def _post(client, body: dict, validate_only: bool = True):
+    params = {"validate_only": "true"} if validate_only else {}
+    return client.post("/v1/studies", params=params, json=body, headers=RW)
+
+
+@pytest.mark.parametrize(
+    "comparison,message",
+    [
+        ({"entries": ["ce", "nope"]}, "entries[1].method: unknown method 'nope'"),
+        ({"entries": ["ce", "kd"], "reference": "pcd"}, "reference: 'pcd' is not an entry"),
+        (
+            {"entries": ["ce", {"name": "x", "method": "pcd", "tuned_from": "y"}]},
+            "entries[1].tuned_from: 'y' is not an entry",
+        ),
+    ],
+)
+def test_bad_comparisons_are_422_naming_the_field(inproc, comparison, message) -> None:
+    _problem(_post(inproc, {**BODY, "comparison": comparison}), 422, message)
+
+
+def test_a_space_beside_a_comparison_is_422(inproc) -> None:
+    body = {**BODY, "space": {"temperature": {"type": "fixed", "value": 2.0}}}
+    _problem(_post(inproc, body), 422, "space: a comparison tunes each entry's own space")
+
+
+def test_a_comparison_validates_and_is_shown_as_one(inproc) -> None:
+    assert _post(inproc, BODY).status_code == 200, _post(inproc, BODY).text
+    created = _post(inproc, BODY, validate_only=False)
+    assert created.status_code in (201, 202), created.text
+    study = inproc.get(created.headers["location"], headers=RW).json()
+    assert study["kind"] == "comparison" and study["comparison"] is None  # not finished
