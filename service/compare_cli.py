@@ -41,7 +41,9 @@ def compare_command(
     teacher_arch: Annotated[
         str | None, typer.Option("--teacher-arch", help="train a teacher of this model once")
     ] = None,
-    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs", min=1)] = 20,
+    teacher_epochs: Annotated[
+        int, typer.Option("--teacher-epochs", min=1, help="epochs of a trained teacher")
+    ] = 20,
     data: Annotated[str, typer.Option("--data", help="dataset, e.g. image_folder")] = "digits",
     data_root: Annotated[
         Path | None,
@@ -52,7 +54,7 @@ def compare_command(
     methods: Annotated[
         str, typer.Option("--methods", help="comma-separated; ce is the student alone")
     ] = "ce,kd,dkd,pcd",
-    seeds: Annotated[int, typer.Option("--seeds", min=1, max=20)] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=20, help="seeds per entry")] = 3,
     trials: Annotated[int, typer.Option("--trials", min=1, help="search trials per method")] = 8,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="epochs of every run")] = 10,
     reference: Annotated[
@@ -140,7 +142,10 @@ def _spec_from_flags(inputs_cls: Any, make_spec: Any, **flags: Any) -> Any:
         fail(f"--teacher: {flags['teacher']} is not a file", USAGE_ERROR)
     root = flags["data_root"]
     if flags["data"] == "image_folder" and root is None:
-        fail("--data-root: required with --data image_folder (the folder of train/, test/)")
+        fail(
+            "--data-root: required with --data image_folder (the folder of train/, test/)",
+            USAGE_ERROR,
+        )
     if root is not None and flags["data"] == "image_folder" and not Path(root).is_dir():
         fail(f"--data-root: {root} is not a folder", USAGE_ERROR)
     names = _methods(flags.pop("methods"))
@@ -173,11 +178,14 @@ def _report(summary: StudySummary, settings: RunnerSettings, as_json: bool) -> N
         }
         typer.echo(json.dumps(out, indent=1))
         return
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # a whole row in a log too
     console.print(results_table(result))
     for entry in result.entries:
         if entry.vs_reference is not None:
-            console.print(f"{entry.name}: {_delta(entry)} → {entry.vs_reference.verdict}")
+            console.print(
+                f"{entry.name} − {result.reference}: {_delta(entry)} (95% CI of the paired "
+                f"difference) → {entry.vs_reference.verdict}"
+            )
     from service.cli import _print_mlflow
 
     _print_mlflow(console, summary, settings.mlflow_public_url)
@@ -191,27 +199,26 @@ def _pm(mean: float, std: float) -> str:
 def _delta(entry: EntryResult) -> str:
     d = entry.vs_reference
     if d is None:
-        return "reference"
+        return "-"
     ci = "n/a (one seed)" if d.ci95 is None else f"{d.ci95:.2f}"
-    return f"{d.mean:+.2f} ± {ci} (95% CI, {d.wins}/{d.n} seeds ahead)"
+    return f"{d.mean:+.2f} ± {ci} ({d.wins}/{d.n} ahead)"
 
 
 def _options(entry: EntryResult) -> str:
-    if not entry.options:
-        return entry.tuning
     values = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.options.items()
     )
-    return f"{values} ({entry.tuning}, {entry.trials} trials)"
+    tuning = f"{entry.tuning}, {entry.trials} trials" if entry.trials else entry.tuning
+    return f"{values} ({tuning})" if values else tuning
 
 
 def results_table(result: ComparisonResult) -> Table:
     """The comparison as a table: one row per entry."""
     hard = ", ".join(result.hard_class_names) or "-"
     table = Table(title=f"comparison: {result.metric}; {result.seeds} seeds; hard classes: {hard}")
-    for col in ("entry", "options", "test top-1 (best-on-val)", "last epoch", "hard classes"):
+    for col in ("entry", "options", "test top-1 best-on-val", "last epoch", "hard classes"):
         table.add_column(col)
-    table.add_column(f"Δ vs {result.reference} (95% CI)")
+    table.add_column(f"Δ vs {result.reference} ± 95% CI")
     table.add_column("verdict")
     for e in result.entries:
         table.add_row(

@@ -48,3 +48,10 @@ def test_a_comparison_validates_and_is_shown_as_one(inproc) -> None:
     assert created.status_code in (201, 202), created.text
     study = inproc.get(created.headers["location"], headers=RW).json()
     assert study["kind"] == "comparison" and study["comparison"] is None  # not finished
+
+
+def test_a_comparisons_budget_cannot_change(inproc) -> None:
+    created = _post(inproc, BODY, validate_only=False)
+    assert created.status_code in (201, 202), created.text
+    patch = inproc.patch(created.headers["location"], json={"budget": {"trials": 5}}, headers=RW)
+    _problem(patch, 409, "a comparison's budget cannot change")

@@ -121,7 +121,10 @@ def test_tuned_entries_get_the_same_trials_and_epochs(image_comparison: dict) ->
     assert sorted(epochs["kd"]) == sorted(epochs["pcd"]) == [2, 2]
 
 
-def test_a_tuned_from_entry_inherits_and_runs_no_search(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`pcd compare --spec` on digits: PCD tuned, and PCD at S=1 with PCD's tuned options."""
+    tmp = tmp_path_factory.mktemp("ablation")
     spec = {
         "name": "ablate",
         "teacher": {"arch": "cnn_small", "epochs": 1},
@@ -136,21 +139,42 @@ def test_a_tuned_from_entry_inherits_and_runs_no_search(tmp_path: Path) -> None:
             ],
         },
     }
-    path = tmp_path / "ablate.yaml"
+    path = tmp / "ablate.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
-    store, out = tmp_path / "store", tmp_path / "study"
+    store, out = tmp / "store", tmp / "study"
     args = ["compare", "--spec", str(path), "--out", str(out), "--num-cpus", "2"]
     proc = run_cli(args, _env(store), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Δ vs pcd" in proc.stdout and "mlflow ui" in proc.stdout
-    summary = StudyFolder(out).read_summary()
+    return {"out": out, "store": store, "args": args, "stdout": proc.stdout}
+
+
+def test_a_tuned_from_entry_inherits_and_runs_no_search(ablation: dict) -> None:
+    assert "Δ vs pcd" in ablation["stdout"] and "mlflow ui" in ablation["stdout"]
+    summary = StudyFolder(ablation["out"]).read_summary()
     assert summary is not None and summary.comparison is not None
     tuned, ablated = summary.comparison.entry("pcd"), summary.comparison.entry("pcd S=1")
     assert ablated.options == {**tuned.options, "stages": 1}
     assert ablated.trials == 0 and ablated.tuning == "tuned_from pcd"
-    _, children = _runs(store)
-    assert not [
-        c
-        for c in children
-        if c.data.tags.get(Tags.ENTRY) == "pcd S=1" and Tags.TRIAL_ID in c.data.tags
-    ]
+    _, children = _runs(ablation["store"])
+    entries = [c.data.tags.get(Tags.ENTRY) for c in children if Tags.TRIAL_ID in c.data.tags]
+    assert entries == ["pcd", "pcd"]
+
+
+def test_a_restored_comparison_does_not_redo_its_search(ablation: dict) -> None:
+    """A driver that died after the searches (state kept, seeds lost) resumes with the
+    seed runs only: no new trial, the seed runs' MLflow runs found again, not duplicated."""
+    folder = StudyFolder(ablation["out"])
+    state = folder.read_state()
+    assert state is not None and list(state.searches) == ["pcd"]
+    before = folder.read_summary()
+    folder.write_state(state.model_copy(update={"finished": False, "seed_results": {}}))
+    folder.summary_file.unlink()
+    proc = run_cli(ablation["args"], _env(ablation["store"]), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "search pcd" not in proc.stderr
+    parents, children = _runs(ablation["store"])
+    assert len(parents) == 1 and len(children) == 2 + 2 * 2  # 2 trials, 2 entries x 2 seeds
+    after = folder.read_summary()
+    assert before is not None and after is not None and after.comparison is not None
+    assert after.comparison.entry("pcd").options == before.comparison.entry("pcd").options
+    assert after.comparison.entry("pcd").trials == 2
