@@ -3,6 +3,8 @@ naming the field) and shows a study's kind."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .conftest import RW
@@ -55,3 +57,30 @@ def test_a_comparisons_budget_cannot_change(inproc) -> None:
     assert created.status_code in (201, 202), created.text
     patch = inproc.patch(created.headers["location"], json={"budget": {"trials": 5}}, headers=RW)
     _problem(patch, 409, "a comparison's budget cannot change")
+
+
+def test_a_comparison_runs_through_the_service(api) -> None:
+    """Submitted over REST, run by the supervisor's driver, shown with its results."""
+    body = {
+        **BODY,
+        "budget": {"trials": 2, "max_epochs": 1},
+        "scheduler": {"type": "none"},
+        "comparison": {"entries": ["ce", "kd"], "seeds": 2, "reference": "kd"},
+    }
+    with api.client(headers=RW) as c:
+        created = c.post("/v1/studies", json=body)
+        assert created.status_code == 201, created.text
+        study_id = created.json()["id"]
+        deadline = time.monotonic() + 240
+        while (done := c.get(f"/v1/studies/{study_id}").json())["status"] not in (
+            "succeeded",
+            "failed",
+        ) and time.monotonic() < deadline:
+            time.sleep(1)
+    assert done["status"] == "succeeded", done
+    assert done["kind"] == "comparison" and done["trials"]["completed"] == 2  # kd's search
+    result = done["comparison"]
+    assert result["reference"] == "kd" and [e["name"] for e in result["entries"]] == ["ce", "kd"]
+    ce = result["entries"][0]
+    assert ce["tuning"] == "nothing to tune" and len(ce["test_top1_best_val"]) == 2
+    assert ce["vs_reference"]["n"] == 2 and ce["vs_reference"]["verdict"]
