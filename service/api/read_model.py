@@ -194,6 +194,7 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
         out.append(
             TrialOut(
                 trial_id=tags.get(Tags.TRIAL_ID, ""),
+                entry=tags.get(Tags.ENTRY),
                 state=trial_state(run),
                 status=run.info.status,
                 outcome=_outcome(tags.get(Tags.OUTCOME)),

@@ -142,6 +142,7 @@ class StudyPage(BaseModel):
 
 class TrialOut(BaseModel):
     trial_id: str
+    entry: str | None = Field(None, description="a comparison's entry whose search ran it")
     state: TrialState = Field(
         description="the trial in the study's words, as counted in the study's `trials`"
     )

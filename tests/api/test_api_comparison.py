@@ -77,7 +77,10 @@ def test_a_comparison_runs_through_the_service(api) -> None:
             "failed",
         ) and time.monotonic() < deadline:
             time.sleep(1)
+        trials = c.get(f"/v1/studies/{study_id}/trials").json()
     assert done["status"] == "succeeded", done
+    items = trials["items"] if isinstance(trials, dict) else trials
+    assert [t["entry"] for t in items] == ["kd", "kd"] and "temperature" in items[0]["config"]
     assert done["kind"] == "comparison" and done["trials"]["completed"] == 2  # kd's search
     result = done["comparison"]
     assert result["reference"] == "kd" and [e["name"] for e in result["entries"]] == ["ce", "kd"]
