@@ -178,3 +178,38 @@ def test_a_restored_comparison_does_not_redo_its_search(ablation: dict) -> None:
     assert before is not None and after is not None and after.comparison is not None
     assert after.comparison.entry("pcd").options == before.comparison.entry("pcd").options
     assert after.comparison.entry("pcd").trials == 2
+
+
+PYTHON_API = """
+import json, sys
+from pathlib import Path
+from service.comparison import compare
+from service.settings import RunnerSettings
+
+out = Path(sys.argv[1])
+result = compare(
+    "mlp_32", teacher_arch="cnn_small", methods=["ce", "kd"], seeds=2, trials=1, epochs=1,
+    reference="ce", out=out / "study",
+    settings=RunnerSettings(mlflow_local_dir=out / "store", num_cpus=2),
+)
+print(json.dumps(result.model_dump(mode="json")))
+"""
+
+
+def test_the_python_api_returns_the_comparison(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", PYTHON_API, str(tmp_path)],
+        env=_env(tmp_path / "store"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["reference"] == "ce" and [e["name"] for e in result["entries"]] == ["ce", "kd"]
+    kd = result["entries"][1]
+    assert kd["trials"] == 1 and kd["seeds"] == [0, 1] and kd["vs_reference"]["n"] == 2
+    assert (tmp_path / "study" / "summary.json").is_file()
