@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -368,6 +369,11 @@ class ComparisonEntry(_Strict):
 
 def default_space(method: str) -> dict[str, Param]:
     """A method's default comparison space ({} for ce: nothing to tune)."""
+    return dict(_default_space(method))
+
+
+@cache
+def _default_space(method: str) -> dict[str, Param]:  # parameters are frozen: shared safely
     if method == "ce":
         return {}
     path = COMPARISON_METHODS_DIR / f"{method}.yaml"
@@ -426,6 +432,10 @@ class ComparisonSpec(_Strict):
 
     def entry(self, name: str) -> ComparisonEntry:
         return next(e for e in self.entries if e.name == name)
+
+    def searched(self) -> int:
+        """How many entries are tuned (each gets the study's trial budget)."""
+        return sum(e.searches() for e in self.entries)
 
     @property
     def reference_name(self) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx
 from sqlalchemy import text
 
-from search_spaces.schema import Objective
+from search_spaces.schema import ComparisonSpec, Objective
 from service import mlflow_links
 from service.api.schemas import BestTrial, StudyLimits, TrialCounters, TrialOut, TrialState
 from service.api.trial_config import trial_params, typed_config
@@ -142,7 +142,7 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
     for run in runs:
         counted = trial_state(run)
         setattr(counters, counted, getattr(counters, counted) + 1)
-    counters.pending = max(0, record.trial_budget - len(runs))
+    counters.pending = max(0, _trial_budget(record) - len(runs))
     summary = _summary(record)
     if summary is not None:
         best = BestTrial(
@@ -158,6 +158,17 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
         state.parent_run_id,
     )
     return counters, best, promotion, mlflow_urls
+
+
+def _trial_budget(record: StudyRecord) -> int:
+    """The study's trials in all: a comparison's budget is each tuned entry's."""
+    raw = record.spec.get("comparison")
+    if not raw:
+        return record.trial_budget
+    try:
+        return record.trial_budget * ComparisonSpec.model_validate(raw).searched()
+    except ValueError:  # a stored spec of another version: no count of its entries
+        return record.trial_budget
 
 
 def limits(record: StudyRecord) -> tuple[StudyLimits, str | None]:

@@ -50,6 +50,7 @@ def test_a_comparison_validates_and_is_shown_as_one(inproc) -> None:
     assert created.status_code in (201, 202), created.text
     study = inproc.get(created.headers["location"], headers=RW).json()
     assert study["kind"] == "comparison" and study["comparison"] is None  # not finished
+    assert study["trials"]["pending"] == 2 * 2  # kd's and pcd's searches; ce has none
 
 
 def test_a_comparisons_budget_cannot_change(inproc) -> None:
