@@ -9,13 +9,18 @@ the parameter and the rule broken. Nothing in a spec can import or run code.
 from __future__ import annotations
 
 import math
+import re
+from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
     ValidationError,
     model_serializer,
     model_validator,
@@ -157,6 +162,7 @@ class FixedParam(_Param):
 Param = Annotated[
     FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")
 ]
+_PARAM: TypeAdapter[Any] = TypeAdapter(Param)
 
 
 _DATA_OPTIONS = ("augment", "image_size")
@@ -318,6 +324,134 @@ class Promotion(_Strict):
     )
 
 
+COMPARISON_METHODS_DIR = Path(__file__).parent / "methods"  # default comparison spaces
+Scalar = str | int | float | bool | None
+
+
+class ComparisonEntry(_Strict):
+    """One entry of a comparison: a method, its fixed options, the space its options are
+    tuned over (unset: the method's default comparison space, search_spaces/methods/), or
+    ``tuned_from`` another entry (no search: that entry's tuned options, then ``fixed``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=+ -]{0,63}$")
+    method: str
+    fixed: dict[str, Scalar] = Field(default_factory=dict)
+    space: dict[str, Param] | None = Field(
+        None, description="unset: the method's default comparison space ({} for ce)"
+    )
+    tuned_from: str | None = Field(
+        None, description="an entry whose tuned options this one takes (an ablation)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, raw: Any) -> Any:
+        return {"name": raw, "method": raw} if isinstance(raw, str) else raw
+
+    @model_validator(mode="after")
+    def _no_space_when_derived(self) -> ComparisonEntry:
+        if self.tuned_from is not None and self.space:
+            raise ValueError(f"{self.name}: tuned_from takes no space (it runs no search)")
+        return self
+
+    @property
+    def slug(self) -> str:
+        """The entry's name as a file / experiment name."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
+
+    def resolved_space(self) -> dict[str, Param]:
+        """Its space (default or given) with ``fixed`` as fixed parameters."""
+        space = dict(default_space(self.method) if self.space is None else self.space)
+        for key, value in self.fixed.items():
+            space.pop(key, None)
+            space[key] = FixedParam(type="fixed", value=value)
+        return space
+
+    def searches(self) -> bool:
+        """Whether the entry is tuned (a search); else trained over the seeds only."""
+        return self.tuned_from is None and any(
+            not isinstance(p, FixedParam) for p in self.resolved_space().values()
+        )
+
+
+def default_space(method: str) -> dict[str, Param]:
+    """A method's default comparison space ({} for ce: nothing to tune)."""
+    return dict(_default_space(method))
+
+
+@cache
+def _default_space(method: str) -> dict[str, Param]:  # parameters are frozen: shared safely
+    if method == "ce":
+        return {}
+    path = COMPARISON_METHODS_DIR / f"{method}.yaml"
+    if not path.is_file():
+        raise ValueError(f"method {method!r} has no default comparison space; give space")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return {k: _PARAM.validate_python(v) for k, v in raw.items()}
+
+
+class ComparisonSpec(_Strict):
+    """A comparison study: each entry tuned on val with the study's budget and sampler (the
+    same for all), then trained over ``seeds`` seeds and compared to ``reference`` seed by
+    seed."""
+
+    entries: list[ComparisonEntry] = Field(min_length=2)
+    reference: str | None = Field(
+        None,
+        description="an entry name; unset: the first tuned entry of method pcd, else the "
+        "first entry",
+    )
+    seeds: int = Field(3, ge=1, le=20, description="seeds 0..N-1 of every entry")
+
+    @model_validator(mode="after")
+    def _names(self) -> ComparisonSpec:
+        names = [e.name for e in self.entries]
+        slugs = [e.slug for e in self.entries]
+        for i, entry in enumerate(self.entries):
+            if entry.method not in METHODS:
+                raise ValueError(
+                    f"entries[{i}].method: unknown method {entry.method!r}; "
+                    f"one of {', '.join(METHODS)}"
+                )
+            if entry.name in names[:i] or entry.slug in slugs[:i]:
+                raise ValueError(f"entries[{i}].name: {entry.name!r} is not unique")
+        if self.reference is not None and self.reference not in names:
+            raise ValueError(
+                f"reference: {self.reference!r} is not an entry; one of {', '.join(names)}"
+            )
+        self._check_tuned_from(names)
+        return self
+
+    def _check_tuned_from(self, names: list[str]) -> None:
+        by_name = {e.name: e for e in self.entries}
+        for i, entry in enumerate(self.entries):
+            field = f"entries[{i}].tuned_from"
+            if entry.tuned_from is None:
+                continue
+            if entry.tuned_from not in names:
+                raise ValueError(f"{field}: {entry.tuned_from!r} is not an entry")
+            source = by_name[entry.tuned_from]
+            if source.tuned_from is not None:
+                raise ValueError(
+                    f"{field}: {entry.tuned_from!r} is itself tuned_from another entry (a "
+                    "cycle or a chain): name a tuned entry"
+                )
+
+    def entry(self, name: str) -> ComparisonEntry:
+        return next(e for e in self.entries if e.name == name)
+
+    def searched(self) -> int:
+        """How many entries are tuned (each gets the study's trial budget)."""
+        return sum(e.searches() for e in self.entries)
+
+    @property
+    def reference_name(self) -> str:
+        if self.reference is not None:
+            return self.reference
+        tuned_pcd = [e.name for e in self.entries if e.method == "pcd" and e.searches()]
+        return tuned_pcd[0] if tuned_pcd else self.entries[0].name
+
+
 def _with_option(fixed: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     """Method options with ``name`` set to ``value``: split_ratio needs split=geometric (the
     conditional rule is checked separately)."""
@@ -364,6 +498,19 @@ class StudySpec(_Strict):
     max_failures: int = Field(1, ge=0, description="retries of a failed trial")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     promotion: Promotion = Field(default_factory=Promotion)
+    comparison: ComparisonSpec | None = Field(
+        None,
+        description="a comparison study: entries (methods) tuned with the same budget and "
+        "sampler, then trained over seeds and compared to a reference entry",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_comparison(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """comparison appears when given: search specs dump the same as they did."""
+        out = handler(self)
+        if out.get("comparison") is None:
+            out.pop("comparison", None)
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -438,7 +585,60 @@ class StudySpec(_Strict):
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.budget.max_epochs:
             raise ValueError("scheduler.grace_period must not exceed budget.max_epochs")
         self._check_warmup()
+        if self.comparison is not None:
+            self._check_comparison(self.comparison)
         return self
+
+    def _check_comparison(self, comparison: ComparisonSpec) -> None:
+        """The study-level rules of a comparison, and each entry as a study of its own."""
+        if self.space:
+            raise ValueError(
+                "space: a comparison tunes each entry's own space "
+                "(comparison.entries[].space); leave space empty"
+            )
+        if self.promotion not in (Promotion(), Promotion(seeds=0)):
+            raise ValueError(
+                "promotion: a comparison has no promotion (its seeds are comparison.seeds); "
+                "drop promotion"
+            )
+        if self.objective.goal is not None or self.budget.max_failed_trials is not None:
+            raise ValueError(
+                "objective.goal / budget.max_failed_trials: not supported by a comparison "
+                "(every entry gets the whole budget)"
+            )
+        if self.second_objective is not None:
+            raise ValueError("second_objective: a comparison ranks trials by one objective")
+        if self.budget.trials < 1 and any(e.searches() for e in comparison.entries):
+            raise ValueError("budget.trials: a comparison with tuned entries needs >= 1")
+        for i, entry in enumerate(comparison.entries):
+            try:
+                self.entry_spec(entry, {})
+            except (ValidationError, ValueError) as err:
+                reason = (
+                    err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+                ).removeprefix("Value error, ")
+                raise ValueError(f"comparison.entries[{i}] ({entry.name}): {reason}") from None
+
+    def entry_spec(self, entry: ComparisonEntry, tuned: dict[str, Any] | None = None) -> StudySpec:
+        """A comparison entry as a study of its own (what its search and seed runs are
+        configured from): this spec's data, teacher, student, budget and sampler with the
+        entry's method and space. ``tuned`` (for ``tuned_from`` entries): the options taken
+        from the source entry, fixed here under the entry's own ``fixed``."""
+        assert self.comparison is not None
+        if entry.tuned_from is not None:
+            names = set(METHODS[entry.method].options.model_fields) | set(TRAINING_PARAMS)
+            values = {k: v for k, v in (tuned or {}).items() if k in names}
+            values.update(entry.fixed)
+            space = {k: {"type": "fixed", "value": v} for k, v in values.items()}
+        else:
+            space = {k: p.model_dump(mode="json") for k, p in entry.resolved_space().items()}
+        raw = self.model_dump(mode="json", exclude={"comparison", "space", "method", "promotion"})
+        raw.update(method=entry.method, space=space, promotion={"seeds": self.comparison.seeds})
+        return StudySpec.model_validate(raw)
+
+    @property
+    def kind(self) -> Literal["search", "comparison"]:
+        return "search" if self.comparison is None else "comparison"
 
     def _check_warmup(self) -> None:
         """A warm-up longer than the run never reaches its full weight: refused."""
@@ -459,7 +659,8 @@ class StudySpec(_Strict):
 
     def _check_values(self, name: str, param: Any) -> None:
         """Every extreme or choice must be a legal value of the method option."""
-        fixed = self._fixed_options()
+        names = set(METHODS[self.method].options.model_fields)  # not fixed training options
+        fixed = {k: v for k, v in self._fixed_options().items() if k in names}
         for value in param.extremes():  # bounds are intervals: the ends decide, never enumerate
             options = _with_option(fixed, name, value)
             try:
@@ -470,7 +671,13 @@ class StudySpec(_Strict):
     def check_classes(self, num_classes: int) -> None:
         """ValueError naming the field if the method (at the space's fixed values and the low
         end of each searched option, then at each end of each searched option) or a promotion
-        baseline cannot work with ``num_classes`` classes (e.g. more PCD stages than classes)."""
+        baseline cannot work with ``num_classes`` classes (e.g. more PCD stages than classes).
+        A comparison: each entry's own space."""
+        for i, entry in enumerate(self.comparison.entries if self.comparison else []):
+            try:
+                self.entry_spec(entry, {}).check_classes(num_classes)
+            except ValueError as err:
+                raise ValueError(f"comparison.entries[{i}] ({entry.name}): {err}") from None
         names = set(METHODS[self.method].options.model_fields)
         searched = {
             k: p.extremes()

@@ -7,6 +7,7 @@ command, each defined in its layer.
     pcd study submit | watch | list | show | trials | cancel | resume | delete
                                                                 service/api_commands.py
     pcd reproduce cifar100                                      (below)
+    pcd compare                                                 service/compare_cli.py
 
 Every command reports an expected failure with pcd_core.cli_errors.fail: one line
 ``error: <message>`` on stderr, exit code 2 for bad usage and 1 for a failure, 130 on Ctrl-C.
@@ -28,6 +29,7 @@ from pcd_core import cli as pcd_core_cli
 from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, OneLineErrors, fail
 from search_spaces import SpecError, builtin_names, load_spec
 from service.api_commands import parse_overrides, remote_app
+from service.compare_cli import compare_app
 from service.settings import DEFAULT_DATA_ROOT, DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT
 
 serve_app = typer.Typer()  # the `serve` command, merged into the root
@@ -91,6 +93,7 @@ app.add_typer(serve_app)  # serve
 app.add_typer(study_app, name="study")
 study_app.add_typer(remote_app)  # submit, watch, list, show, trials, cancel, resume, delete
 app.add_typer(reproduce_app, name="reproduce")
+app.add_typer(compare_app)  # compare (service/compare_cli.py)
 
 
 def _version(value: bool) -> None:

@@ -63,9 +63,13 @@ class Tags:
     # read in the MLflow UI (docs: README "MLflow"): the winner, and a run's description
     BEST = "pcd.best"  # "true" on the run of the trial the study ranked first
     NOTE = "mlflow.note.content"  # MLflow's run description (a trial's: how it ended)
+    # a comparison study's runs
+    STUDY_KIND = "pcd.study_kind"  # the parent: "search" or "comparison"
+    ENTRY = "pcd.entry"  # a trial's or seed run's comparison entry
+    SEED_RUN = "pcd.seed_run"  # "true" on a comparison's seed runs
     # promotion, baseline and teacher runs (children without a trial id; runner.promotion)
     LABEL = "pcd.label"  # "best" or "baseline_<method>" (as StudyFolder.promotion_dir)
-    SEED = "pcd.seed"
+    SEED = "pcd.seed"  # a seed run's seed (promotion, baseline, comparison)
     MODEL_ERROR = "pcd.model_error"  # why the promoted model could not be logged
     # MLflow's system tags (the UI's user, source, commit and description)
     USER = "mlflow.user"
@@ -175,6 +179,10 @@ class StudyState(BaseModel):
     teacher_hash: str | None = None
     restored: int = 0  # how many times Tune was restored from its experiment
     promotion: dict[str, dict[str, Any]] | None = None
+    # a comparison: each entry's finished search (a restored driver does not redo it) and
+    # each finished seed run's result, by entry name
+    searches: dict[str, EntrySearch] = Field(default_factory=dict)
+    seed_results: dict[str, list[SeedResult]] = Field(default_factory=dict)
     finished: bool = False
 
 
@@ -190,6 +198,77 @@ class TrialRow(BaseModel):
     node_ip: str | None = None
     history: list[tuple[float, int, float]] = Field(default_factory=list)  # (time, epoch, value)
     error: str | None = None  # why it failed, one line
+    entry: str | None = None  # a comparison's entry whose search ran it
+
+
+class EntrySearch(BaseModel):
+    """A comparison entry's finished search: its best configuration, value and trials."""
+
+    config: dict[str, Any]
+    best_value: float | None
+    trials: list[TrialRow]
+
+
+class SeedResult(BaseModel):
+    """One seed run of a comparison entry (test metrics of pcd_core's run)."""
+
+    seed: int
+    best_epoch: int
+    test_top1_best_val: float  # test top-1 of the weights selected on val
+    test_top1_last: float  # test top-1 of the last epoch
+    per_class_best_val: list[float]  # test accuracy per class (%), selected weights
+    hard_classes: list[int] | None = None  # the teacher's hard classes on val (distillers)
+
+
+class PairedResult(BaseModel):
+    """An entry minus the reference, seed by seed (pcd_core.stats.PairedDifference)."""
+
+    mean: float
+    std: float
+    ci95: float | None  # None with one seed
+    wins: int
+    n: int
+    verdict: str
+
+
+class MeanStdResult(BaseModel):
+    mean: float
+    std: float
+
+
+class EntryResult(BaseModel):
+    """One entry of a finished comparison."""
+
+    name: str
+    method: str
+    tuning: str  # "searched", "nothing to tune" or "tuned_from <entry>"
+    options: dict[str, Any]  # the options every seed ran with (tuned, fixed, inherited)
+    trials: int  # search trials run (0: no search)
+    max_epochs: int  # epochs of a trial and of a seed run
+    best_val: float | None  # the search's best objective (val)
+    seeds: list[int]
+    best_epochs: list[int]
+    test_top1_best_val: list[float]  # per seed: test top-1 at the best-on-val epoch
+    test_top1_last: list[float]  # per seed: at the last epoch
+    hard_top1: list[float]  # per seed: mean test accuracy over the hard classes
+    test_top1_best_val_stats: MeanStdResult
+    test_top1_last_stats: MeanStdResult
+    hard_top1_stats: MeanStdResult | None
+    vs_reference: PairedResult | None  # None for the reference itself
+
+
+class ComparisonResult(BaseModel):
+    """A comparison study's result (StudySummary.comparison)."""
+
+    reference: str
+    seeds: int
+    metric: str = "test top-1 (%) at the best-on-val epoch"
+    hard_classes: list[int] = Field(default_factory=list)
+    hard_class_names: list[str] = Field(default_factory=list)
+    entries: list[EntryResult]
+
+    def entry(self, name: str) -> EntryResult:
+        return next(e for e in self.entries if e.name == name)
 
 
 class StudySummary(BaseModel):
@@ -205,6 +284,11 @@ class StudySummary(BaseModel):
     trials: list[TrialRow]
     promotion: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stop_reason: str | None = None  # why the search ended before its budget (StopReason)
+    comparison: ComparisonResult | None = None  # a comparison study's result
+
+    @property
+    def kind(self) -> Literal["search", "comparison"]:
+        return "search" if self.comparison is None else "comparison"
 
     def to_json(self) -> dict[str, Any]:
         # a value JSON cannot hold (e.g. a numpy integer in a config) is written as text
@@ -333,6 +417,14 @@ class StudyFolder:
 
     def promotion_dir(self, label: str, seed: int) -> Path:
         return self.path / "promotion" / f"{label}-s{seed}"
+
+    def seed_run_dir(self, entry_slug: str, seed: int) -> Path:
+        """A comparison entry's seed run folder."""
+        return self.path / "compare" / f"{entry_slug}-s{seed}"
+
+    @property
+    def comparison_plot(self) -> Path:
+        return self.plots_dir / "comparison.png"
 
     # ------------------------------------------------------------------ spec.json
     def write_spec(self, spec: Mapping[str, Any]) -> None:

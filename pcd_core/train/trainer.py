@@ -97,6 +97,7 @@ class RunResult:
     teacher_artifact: Path | None = None
     teacher_hash: str | None = None
     completed: bool = True
+    hard_classes: list[int] | None = None  # the teacher's hard classes on val (distillers)
 
 
 class StopRun(Exception):
@@ -588,6 +589,7 @@ def _final_test(run: _Run, result: RunResult) -> tuple[nn.Module, dict[str, Any]
     """Fill ``result.test``; returns the selected model (best-on-val, else last) and its test."""
     num_classes, amp, history = run.setup.num_classes, run.setup.amp, run.history
     last_test = _evaluate(run.student, run.test_loader, num_classes, run.hard, amp)
+    result.hard_classes = None if run.hard is None else [int(c) for c in run.hard.tolist()]
     result.test = {"last": {"epoch": history[-1].epoch if history else 0, **last_test}}
     best_model, best_test = run.student, last_test
     if run.has_val:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx
 from sqlalchemy import text
 
-from search_spaces.schema import Objective
+from search_spaces.schema import ComparisonSpec, Objective
 from service import mlflow_links
 from service.api.schemas import BestTrial, StudyLimits, TrialCounters, TrialOut, TrialState
 from service.api.trial_config import trial_params, typed_config
@@ -23,6 +23,7 @@ from service.ranking import best_value, ranked
 from service.settings import Settings
 from service.store import Store, StudyRecord
 from service.study_files import (
+    ComparisonResult,
     LocalMlflowStore,
     StudyFolder,
     StudyState,
@@ -88,11 +89,18 @@ class TrackingUnavailable(RuntimeError):
 def _child_runs(client: Any, state: StudyState) -> list[Any]:
     if client is None or state.parent_run_id is None:
         return []
-    return client.search_runs(
+    runs = client.search_runs(
         [state.experiment_id],
         filter_string=child_runs_filter(state.parent_run_id),
         max_results=5000,
     )
+    return [r for r in runs if r.data.tags.get(Tags.SEED_RUN) != "true"]  # a comparison's
+
+
+def comparison(record: StudyRecord) -> ComparisonResult | None:
+    """A finished comparison study's result (None for a search, or before it finished)."""
+    summary = _summary(record)
+    return summary.comparison if summary is not None else None
 
 
 @contextmanager
@@ -134,7 +142,7 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
     for run in runs:
         counted = trial_state(run)
         setattr(counters, counted, getattr(counters, counted) + 1)
-    counters.pending = max(0, record.trial_budget - len(runs))
+    counters.pending = max(0, _trial_budget(record) - len(runs))
     summary = _summary(record)
     if summary is not None:
         best = BestTrial(
@@ -150,6 +158,17 @@ def progress(settings: Settings, record: StudyRecord, runs: list[Any] | None = N
         state.parent_run_id,
     )
     return counters, best, promotion, mlflow_urls
+
+
+def _trial_budget(record: StudyRecord) -> int:
+    """The study's trials in all: a comparison's budget is each tuned entry's."""
+    raw = record.spec.get("comparison")
+    if not raw:
+        return record.trial_budget
+    try:
+        return record.trial_budget * ComparisonSpec.model_validate(raw).searched()
+    except ValueError:  # a stored spec of another version: no count of its entries
+        return record.trial_budget
 
 
 def limits(record: StudyRecord) -> tuple[StudyLimits, str | None]:
@@ -186,6 +205,7 @@ def _read_trials(settings: Settings, record: StudyRecord) -> list[TrialOut]:
         out.append(
             TrialOut(
                 trial_id=tags.get(Tags.TRIAL_ID, ""),
+                entry=tags.get(Tags.ENTRY),
                 state=trial_state(run),
                 status=run.info.status,
                 outcome=_outcome(tags.get(Tags.OUTCOME)),

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from search_spaces.schema import MAX_TRIALS
 from service.store import StudyStatus
-from service.study_files import TrialOutcome
+from service.study_files import ComparisonResult, TrialOutcome
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -160,6 +160,15 @@ class StudyOut(BaseModel):
         False, description="trials are the last known counts: MLflow did not answer just now"
     )
     links: Links
+    kind: Literal["search", "comparison"] = Field(
+        "search", description="a search study, or a comparison of methods (spec.comparison)"
+    )
+    comparison: ComparisonResult | None = Field(
+        None,
+        description="a finished comparison: per entry its tuned options, trials, per-seed "
+        "test top-1 (best-on-val and last epoch), hard-class accuracy, and its paired "
+        "difference to the reference with the 95 % interval and a verdict",
+    )
 
 
 class StudyPage(BaseModel):
@@ -171,6 +180,7 @@ class StudyPage(BaseModel):
 
 class TrialOut(BaseModel):
     trial_id: str
+    entry: str | None = Field(None, description="a comparison's entry whose search ran it")
     state: TrialState = Field(
         description="the trial in the study's words, as counted in the study's `trials`"
     )

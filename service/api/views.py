@@ -62,6 +62,8 @@ class StudyViews:
             stop_reason=self.public(stop_reason),
             stale=stale,
             links=Links(self=self_url, trials=f"{self_url}/trials", **mlflow_urls),
+            kind="comparison" if record.spec.get("comparison") else "search",
+            comparison=read_model.comparison(record),
         )
 
     def _progress_of(self, record: StudyRecord) -> tuple[Any, bool]:

@@ -55,8 +55,14 @@ class MLflowStudyCallback(Callback):
     """Driver-side: creates, resumes and closes the child runs of the trials."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, info: TrialRunInfo
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        info: TrialRunInfo,
+        entry: str | None = None,
     ) -> None:
+        self.entry = entry  # a comparison entry: its trials' runs only (tagged Tags.ENTRY)
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -76,6 +82,14 @@ class MLflowStudyCallback(Callback):
         state["_reconciled"] = False
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:  # experiments pickled before entry
+        self.__dict__.update({"entry": None, **state})
+
+    def _children(self) -> str:
+        """The filter of this search's trial runs (of its entry in a comparison)."""
+        base = child_runs_filter(self.parent_run_id)
+        return base if self.entry is None else f"{base} and tags.`{Tags.ENTRY}` = '{self.entry}'"
+
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
@@ -88,10 +102,7 @@ class MLflowStudyCallback(Callback):
             return self._runs[trial.trial_id]
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"{child_runs_filter(self.parent_run_id)} "
-                f"and tags.`{Tags.TRIAL_ID}` = '{trial.trial_id}'"
-            ),
+            filter_string=f"{self._children()} and tags.`{Tags.TRIAL_ID}` = '{trial.trial_id}'",
             max_results=1,
         )
         if found:
@@ -108,6 +119,7 @@ class MLflowStudyCallback(Callback):
                     Tags.TRIAL_ID: trial.trial_id,
                     Tags.RUN_NAME: self.name(trial),
                     **system_tags(),  # who, what and which commit, as the study's other runs
+                    **({} if self.entry is None else {Tags.ENTRY: self.entry}),
                 },
             )
             run_id, existing = run.info.run_id, {}
@@ -122,7 +134,8 @@ class MLflowStudyCallback(Callback):
     def name(self, trial: Trial) -> str:
         """The trial run's readable name (trial_runs.run_name), the same after a restore."""
         ordinal = trial_ordinal(trial.experiment_tag)
-        return run_name(ordinal, trial.trial_id, self._config(trial), self.info)
+        name = run_name(ordinal, trial.trial_id, self._config(trial), self.info)
+        return name if self.entry is None else f"{self.entry} {name}"
 
     @staticmethod
     def _config(trial: Trial) -> dict[str, Any]:
@@ -144,7 +157,7 @@ class MLflowStudyCallback(Callback):
         is kept and tagged."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=child_runs_filter(self.parent_run_id),
+            filter_string=self._children(),
             max_results=10000,
         )
         for run in runs:

@@ -180,7 +180,9 @@ def study_note(
         f"Study `{study_id}` (its folder's name; the study's id when the pcd API ran it: "
         f"`pcd study show {study_id}`, `GET /v1/studies/{study_id}`)."
     )
-    n = spec.promotion.seeds
+    if spec.comparison is not None:  # no promotion: its entries' seed runs are the result
+        parts.append(_comparison_note(spec))
+    n = spec.promotion.seeds if spec.comparison is None else 0
     if n:
         parts.append(
             f"**Promoted result**: the best configuration retrained on train+val (the whole "
@@ -196,9 +198,23 @@ def study_note(
             "`*_best_test_epoch_top1_*`: the best epoch's test top-1, **selected on test** "
             "(optimistic; the literature's number), beside the last epoch's."
         )
-    if needs_teacher(spec.method):
+    methods = [e.method for e in spec.comparison.entries] if spec.comparison else [spec.method]
+    if any(needs_teacher(m) for m in methods):
         parts.append("`teacher_test_top1`: the teacher's test top-1 (its best-on-val weights).")
     return "\n\n".join(parts)
+
+
+def _comparison_note(spec: StudySpec) -> str:
+    comparison = spec.comparison
+    assert comparison is not None
+    names = ", ".join(e.name for e in comparison.entries)
+    return (
+        f"**Comparison** of {names}: each tuned entry searched with the same budget and "
+        f"sampler on val, then trained over {comparison.seeds} seeds (common random numbers); "
+        f"test top-1 at the best-on-val epoch and the last, paired differences to "
+        f"`{comparison.reference_name()}` with their 95% intervals (one child run per entry "
+        "and seed; `plots/comparison.png`)."
+    )
 
 
 def _baselines_note(baselines: list[str], promotion: dict[str, dict[str, Any]]) -> str:

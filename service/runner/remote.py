@@ -24,6 +24,8 @@ def train_remote(config_json: dict[str, Any], out_dir: str) -> dict[str, Any]:
         "teacher_artifact": str(result.teacher_artifact) if result.teacher_artifact else None,
         "teacher_hash": result.teacher_hash,
         "best_val_top1": result.best_val_top1,
+        "best_epoch": result.best_epoch,
+        "hard_classes": result.hard_classes,
     }
 
 

@@ -342,6 +342,26 @@ def _run_tracked(
     phase("ray")
     init_ray(settings)
     check_resources(spec, may_grow=settings.cluster_autoscales)
+    if spec.comparison is not None:
+        from service.runner.comparison import run_comparison
+
+        return run_comparison(spec, settings, state, tracking, callbacks, phase)
+    ctx = _context(spec, settings, state, tracking, phase)
+    if spec.is_fixed:
+        return _finish_fixed(spec, ctx, tracking, state, phase)
+    return _search(spec, ctx, settings, state, tracking, callbacks, phase)
+
+
+def _context(
+    spec: StudySpec,
+    settings: RunnerSettings,
+    state: _StateFile,
+    tracking: _Tracking,
+    phase: Callable[[str], None],
+) -> TrialContext:
+    """What the study's runs share: the teacher (trained once or verified), the data root,
+    the logit bank (filled once); the data and the teacher logged to the parent run."""
+    study_dir = state.folder.path
     phase("teacher")
     teacher, teacher_hash = _teacher(spec, settings, study_dir, state)
     data_root = _data_root(spec, settings)
@@ -361,9 +381,7 @@ def _run_tracked(
         # a fixed study only trains on the whole training split (the promotion's runs)
         probe = trial_config(ctx, {}, val_fraction=0.0 if spec.is_fixed else None)
         ray.get(_prefill_remote.options(**remote_opts(spec)).remote(probe.model_dump(mode="json")))
-    if spec.is_fixed:
-        return _finish_fixed(spec, ctx, tracking, state, phase)
-    return _search(spec, ctx, settings, state, tracking, callbacks, phase)
+    return ctx
 
 
 def _search(
@@ -431,8 +449,13 @@ def _tuner(
     study_name: str,
     callbacks: list[tune.Callback] | None,
     phase: Callable[[str], None],
+    *,
+    experiment: str = "search",
+    entry: str | None = None,
 ) -> tuple[tune.Tuner, bool]:
-    """The study's Tuner, restored from its experiment when there is one (and whether)."""
+    """The study's Tuner, restored from its experiment when there is one (and whether).
+    A comparison runs one per tuned entry: ``experiment`` names its Tune experiment and
+    ``entry`` tags its trial runs."""
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, ctx=ctx),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
@@ -444,7 +467,7 @@ def _tuner(
         if settings.tune_storage
         else str(StudyFolder(study_dir).tune_dir)
     )
-    experiment_path = f"{storage_path}/search"
+    experiment_path = f"{storage_path}/{experiment}"
     if tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
             experiment_path, trainable=trainable, resume_errored=True, restart_errored=False
@@ -468,6 +491,7 @@ def _tuner(
         tracking.experiment_id,
         tracking.parent_run_id,
         TrialRunInfo.from_spec(spec, study_dir, settings.trial_checkpoint_max_mb),
+        entry=entry,
     )
     # the budget may be raised while the search runs: the limiter keeps to the current one
     limiter = BudgetedLimiter(searcher, spec.concurrency, str(study_dir), spec.budget.trials)
@@ -482,7 +506,7 @@ def _tuner(
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name="search",
+            name=experiment,
             storage_path=storage_path,
             stop=limits,
             callbacks=[mlflow_callback, _TrialTimeline(phase), limits, *(callbacks or [])],

@@ -235,7 +235,7 @@ def test_one_command_tree_holds_every_layers_commands() -> None:
     root = typer.main.get_command(app)
     assert set(root.commands) == {  # type: ignore[attr-defined]
         "models", "methods", "data", "teacher", "distill", "eval",  # pcd_core
-        "serve", "study", "reproduce",  # the service
+        "serve", "study", "reproduce", "compare",  # the service
     }  # fmt: skip
 
 

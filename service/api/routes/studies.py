@@ -206,6 +206,10 @@ def _check_budget(record: StudyRecord, trials: int, started: int, settings: Sett
         )
     if int((record.spec.get("budget") or {}).get("trials", 0)) == 0:
         raise ApiError(409, "a fixed-configuration study (budget.trials 0) has no search budget")
+    if record.spec.get("comparison"):
+        raise ApiError(
+            409, "a comparison's budget cannot change: every entry is tuned with the same one"
+        )
     if trials > settings.max_trials:
         raise ApiError(422, f"budget.trials: at most {settings.max_trials} on this service")
     if trials < started:
