@@ -53,7 +53,8 @@ def paired_line(label: str, stats: Mapping[str, Any]) -> str | None:
     n = int(paired["n"])
     ci95 = paired.get("ci95")
     if ci95 is None or not math.isfinite(float(ci95)):
-        spread = f"{paired['mean']:+.2f} points (1 seed: no interval)"
+        why = "1 seed" if n == 1 else f"the same difference on all {n} seeds"
+        spread = f"{paired['mean']:+.2f} points ({why}: no interval)"
     else:
         spread = f"{paired['mean']:+.2f} ± {ci95:.2f} points (95% CI, {n} seeds)"
     return f"promoted − {display_name(label, stats)}: {spread} → {paired['verdict']}"

@@ -145,7 +145,7 @@ def _with_paired(
         stats["paired_vs_promoted"] = {
             "mean": diff.mean,
             "std": diff.std,
-            "ci95": diff.ci95 if math.isfinite(diff.ci95) else None,  # None for one seed
+            "ci95": diff.ci95 if math.isfinite(diff.ci95) else None,  # None: no interval
             "wins": diff.wins,  # seeds on which the promoted result is ahead
             "n": diff.n,
             "verdict": diff.verdict("promoted", method),
@@ -212,7 +212,7 @@ def _comparison_note(spec: StudySpec) -> str:
         f"**Comparison** of {names}: each tuned entry searched with the same budget and "
         f"sampler on val, then trained over {comparison.seeds} seeds (common random numbers); "
         f"test top-1 at the best-on-val epoch and the last, paired differences to "
-        f"`{comparison.reference_name()}` with their 95% intervals (one child run per entry "
+        f"`{comparison.reference_name}` with their 95% intervals (one child run per entry "
         "and seed; `plots/comparison.png`)."
     )
 

@@ -173,7 +173,11 @@ def test_a_restored_comparison_does_not_redo_its_search(ablation: dict) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "search pcd" not in proc.stderr
     parents, children = _runs(ablation["store"])
-    assert len(parents) == 1 and len(children) == 2 + 2 * 2  # 2 trials, 2 entries x 2 seeds
+    # 2 trials, 2 entries x 2 seeds and the teacher the comparison trained
+    assert len(parents) == 1 and len(children) == 2 + 2 * 2 + 1
+    assert [c.info.run_name for c in children if c.data.tags.get(Tags.KIND) == "teacher"] == [
+        "teacher"
+    ]
     after = folder.read_summary()
     assert before is not None and after is not None and after.comparison is not None
     assert after.comparison.entry("pcd").options == before.comparison.entry("pcd").options
