@@ -4,7 +4,6 @@ digits (--spec, with an ablation entry), a local Ray, the local MLflow store rea
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,11 @@ from PIL import Image
 
 from service.study_files import EXPERIMENT, LocalMlflowStore, StudyFolder, Tags
 
-from .conftest import run_cli
+from .conftest import cli_env, run_cli
 
 
 def _env(store: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    return {**env, "RAY_USAGE_STATS_ENABLED": "0", "PCD_MLFLOW_LOCAL_DIR": str(store)}
+    return cli_env(store)
 
 
 def _image_folder(root: Path) -> Path:

@@ -6,7 +6,6 @@ from the same folder (as a driver restarted after a crash does): no run is dupli
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from service.promotion_view import paired_line
 from service.runner.promotion import log_promotion, log_study_inputs, model_name, study_data
 from service.study_files import EXPERIMENT, RunKind, StudyFolder, Tags, child_runs_filter
 
-from .conftest import run_cli
+from .conftest import cli_env, run_cli
 
 REGISTERED = "pcd-digits-promoted-test"
 SPACE = (
@@ -54,9 +53,7 @@ class _Tracking:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> StudyFolder:
     folder = StudyFolder(tmp_path_factory.mktemp("promotion") / "fixed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["PCD_MLFLOW_LOCAL_DIR"] = str(folder.path)  # the local MLflow store in the folder
+    env = cli_env(folder.path)  # the local MLflow store in the folder
     sets = [arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]
     args = ["study", "run", "pcd-digits", "--out", str(folder.path), *sets]
     proc = run_cli([*args, "--num-cpus", "2", "--quiet"], env)

@@ -5,7 +5,6 @@ test_study_local, with its local MLflow store read back."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -13,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from service.runner.resources import NodeShape, infeasible, live_shapes
 from service.study_files import EXPERIMENT, StudyFolder, Tags, TrialOutcome
 
-from .conftest import run_cli
+from .conftest import cli_env, run_cli
 
 # cnn_small at lr 10, momentum 0.99 diverges (NaN loss) in its first epoch; at 0.01 it learns
 DIVERGE = [
@@ -34,9 +33,7 @@ COMMON = [
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    return env
+    return cli_env()
 
 
 def _run(study_dir: Path, *sets: str):

@@ -18,7 +18,7 @@ from search_spaces import load_spec
 from service.runner.study_limits import BudgetedLimiter, StudyLimits
 from service.study_files import EXPERIMENT, StudyFolder, Tags, TrialBudget
 
-from .conftest import VENV_BIN, run_cli, wait_for
+from .conftest import VENV_BIN, cli_env, run_cli, wait_for
 
 COMMON = [
     "--set", "teacher.epochs=1",
@@ -32,10 +32,7 @@ COMMON = [
 
 
 def _env(study_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["PCD_MLFLOW_LOCAL_DIR"] = str(study_dir)  # the local MLflow store in the folder
-    return env
+    return cli_env(study_dir)  # the local MLflow store in the folder
 
 
 def _args(study_dir: Path, *sets: str) -> list[str]:

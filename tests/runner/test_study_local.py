@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from service.study_files import EXPERIMENT, RUNS_EXPERIMENT, LocalMlflowStore, StudyFolder, Tags
 
-from .conftest import run_cli
+from .conftest import cli_env, run_cli
 
 SMALL = "budget.trials=2 budget.max_epochs=2 scheduler.type=none teacher.epochs=2 promotion.seeds=0"
 SETS = [arg for item in SMALL.split() for arg in ("--set", item)]
@@ -18,9 +18,7 @@ SETS = [arg for item in SMALL.split() for arg in ("--set", item)]
 def test_local_study_from_the_command_line(tmp_path) -> None:
     """A study and a `pcd distill` without a tracking server land in one local MLflow store
     (PCD_MLFLOW_LOCAL_DIR): the study's experiment and the single runs' side by side."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["PCD_MLFLOW_LOCAL_DIR"] = str(tmp_path / "home")
+    env = cli_env(tmp_path / "home")
     study_dir = tmp_path / "local"
     args = ["study", "run", "pcd-digits", "--out", str(study_dir), "--num-cpus", "2", *SETS]
     proc = run_cli(args, env)

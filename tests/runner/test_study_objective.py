@@ -5,7 +5,6 @@ run all name the same best trial, with the same value (its best epoch's)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import optuna
@@ -23,7 +22,7 @@ from service.study_files import (
     study_runs_filter,
 )
 
-from .conftest import run_cli
+from .conftest import cli_env, run_cli
 
 SETS = {
     "method": "ce",  # no teacher: the quickest study that searches
@@ -42,9 +41,7 @@ SETS = {
 
 
 def _run_study(folder: StudyFolder) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PCD_"))}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["PCD_MLFLOW_LOCAL_DIR"] = str(folder.path)  # the local MLflow store in the folder
+    env = cli_env(folder.path)  # the local MLflow store in the folder
     sets = [arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]
     args = ["study", "run", "pcd-digits", "--out", str(folder.path), *sets]
     proc = run_cli([*args, "--num-cpus", "3", "--quiet"], env)
