@@ -38,6 +38,7 @@ from service.runner.study import (
     _write_summary,
     no_trial_completed,
 )
+from service.runner.tracking import system_tags
 from service.runner.trainable import TrialContext, trial_config
 from service.settings import RunnerSettings
 from service.study_files import (
@@ -213,6 +214,7 @@ def _seed_run(tracking: _Tracking, entry: ComparisonEntry, seed: int, options: d
             Tags.ENTRY: entry.name,
             Tags.SEED: str(seed),
             Tags.SEED_RUN: "true",
+            **system_tags(),  # who, what and which commit, as the study's other runs
         },
     )
     params = {"method": entry.method, "seed": seed, **options}

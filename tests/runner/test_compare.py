@@ -92,6 +92,7 @@ def test_mlflow_has_one_parent_with_trials_seed_runs_and_plot(image_comparison: 
         f"{e} seed {s}" for e in ("ce", "kd", "pcd") for s in (0, 1)
     )
     assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.data.tags.get(Tags.SOURCE_NAME) == "pcd study" for c in seed_runs)
     assert sorted(c.data.tags[Tags.ENTRY] for c in trials) == ["kd", "kd", "pcd", "pcd"]
     client = MlflowClient(LocalMlflowStore(image_comparison["store"]).uri)
     plots = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
