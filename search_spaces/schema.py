@@ -390,10 +390,37 @@ def _default_space(method: str) -> dict[str, Param]:  # parameters are frozen: s
     return {k: _PARAM.validate_python(v) for k, v in raw.items()}
 
 
+COMPARISON_PRESETS_DIR = Path(__file__).parent / "comparisons"  # shipped comparisons
+
+
+def comparison_presets() -> list[str]:
+    """Names of the shipped comparisons (``comparison.preset``, ``pcd compare --preset``)."""
+    return sorted(p.stem for p in COMPARISON_PRESETS_DIR.glob("*.yaml"))
+
+
+@cache
+def _preset_file(name: str) -> dict[str, Any]:
+    return yaml.safe_load((COMPARISON_PRESETS_DIR / f"{name}.yaml").read_text()) or {}
+
+
+def comparison_preset(name: str) -> dict[str, Any]:
+    """A shipped comparison's entries and reference (ValueError naming the known ones)."""
+    if name not in comparison_presets():
+        raise ValueError(f"unknown preset {name!r}; one of {', '.join(comparison_presets())}")
+    raw = _preset_file(name)
+    return {"entries": raw["entries"], "reference": raw.get("reference")}
+
+
+def preset_questions(name: str) -> dict[str, str]:
+    """What each entry of a shipped comparison tests (its difference to the reference)."""
+    return dict(_preset_file(name).get("questions") or {})
+
+
 class ComparisonSpec(_Strict):
     """A comparison study: each entry tuned on val with the study's budget and sampler (the
     same for all), then trained over ``seeds`` seeds and compared to ``reference`` seed by
-    seed."""
+    seed. ``preset`` names a shipped comparison (search_spaces/comparisons/) whose entries
+    and reference it stands for; the stored spec holds them expanded."""
 
     entries: list[ComparisonEntry] = Field(min_length=2)
     reference: str | None = Field(
@@ -402,6 +429,26 @@ class ComparisonSpec(_Strict):
         "first entry",
     )
     seeds: int = Field(3, ge=1, le=20, description="seeds 0..N-1 of every entry")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or "preset" not in raw:
+            return raw
+        raw = dict(raw)
+        name = raw.pop("preset")
+        if "entries" in raw:
+            raise ValueError("preset: give either a preset or entries, not both")
+        if not isinstance(name, str):
+            raise ValueError(f"preset: a name, one of {', '.join(comparison_presets())}")
+        try:
+            preset = comparison_preset(name)
+        except ValueError as err:
+            raise ValueError(f"preset: {err}") from None
+        raw["entries"] = preset["entries"]
+        if raw.get("reference") is None:
+            raw["reference"] = preset["reference"]
+        return raw
 
     @model_validator(mode="after")
     def _names(self) -> ComparisonSpec:

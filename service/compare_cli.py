@@ -16,10 +16,24 @@ from rich.table import Table
 from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, fail
 from pcd_core.methods import METHODS
 from search_spaces import SpecError, load_spec
+from search_spaces.schema import comparison_preset, comparison_presets
 from service.settings import DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT, RunnerSettings
 from service.study_files import ComparisonResult, EntryResult, StudySummary
 
 compare_app = typer.Typer()
+
+
+def _entries(methods: str | None, preset: str | None) -> list[str]:
+    """The entry names the flags ask for: --methods, or a --preset's entries."""
+    if preset is None:
+        return _methods(methods or "ce,kd,dkd,pcd")
+    if methods is not None:
+        fail("--methods / --preset: give one of them", USAGE_ERROR)
+    try:
+        entries = comparison_preset(preset)["entries"]
+    except ValueError as err:
+        fail(f"--preset: {err}", USAGE_ERROR)
+    return [e if isinstance(e, str) else e["name"] for e in entries]
 
 
 def _methods(value: str) -> list[str]:
@@ -52,8 +66,20 @@ def compare_command(
         ),
     ] = None,
     methods: Annotated[
-        str, typer.Option("--methods", help="comma-separated; ce is the student alone")
-    ] = "ce,kd,dkd,pcd",
+        str | None,
+        typer.Option(
+            "--methods", help="comma-separated; ce is the student alone [default: ce,kd,dkd,pcd]"
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="a shipped comparison instead of --methods: "
+            + ", ".join(comparison_presets())
+            + " (PCD taken apart: stages, weighting, ranking, KD at PCD's CE weight)",
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=20, help="seeds per entry")] = 3,
     trials: Annotated[int, typer.Option("--trials", min=1, help="search trials per method")] = 8,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="epochs of every run")] = 10,
@@ -89,6 +115,7 @@ def compare_command(
             data=data,
             data_root=data_root,
             methods=methods,
+            preset=preset,
             seeds=seeds,
             trials=trials,
             epochs=epochs,
@@ -148,11 +175,12 @@ def _spec_from_flags(inputs_cls: Any, make_spec: Any, **flags: Any) -> Any:
         )
     if root is not None and flags["data"] == "image_folder" and not Path(root).is_dir():
         fail(f"--data-root: {root} is not a folder", USAGE_ERROR)
-    names = _methods(flags.pop("methods"))
+    names = _entries(flags.pop("methods"), flags["preset"])
     if flags["reference"] is not None and flags["reference"] not in names:
-        fail(f"--reference: {flags['reference']!r} is not one of --methods", USAGE_ERROR)
+        fail(f"--reference: {flags['reference']!r} is not one of {', '.join(names)}", USAGE_ERROR)
     try:
-        return make_spec(inputs_cls(methods=names, **flags))
+        chosen = {} if flags["preset"] is not None else {"methods": names}
+        return make_spec(inputs_cls(**chosen, **flags))
     except SpecError as err:
         fail(_flag_named(str(err)), USAGE_ERROR)
 

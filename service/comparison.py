@@ -32,6 +32,7 @@ class ComparisonInputs:
 
     student: str
     methods: Sequence[str | dict[str, Any]] = ("ce", "kd", "dkd", "pcd")
+    preset: str | None = None  # a shipped comparison (e.g. pcd-ablation) instead of methods
     data: str = "digits"
     data_root: Path | None = None  # an image folder (train/, test/), or a download folder
     teacher: Path | None = None  # a stored teacher artifact, or
@@ -65,7 +66,8 @@ def comparison_spec(inputs: ComparisonInputs) -> tuple[StudySpec, dict[str, Path
     else:
         teacher = {"arch": inputs.teacher_arch, "epochs": inputs.teacher_epochs}
     raw = {
-        "name": inputs.name or f"compare-{inputs.data}-{inputs.student}".replace("_", "-"),
+        "name": inputs.name
+        or f"{inputs.preset or 'compare'}-{inputs.data}-{inputs.student}".replace("_", "-"),
         "data": data,
         "teacher": teacher,
         "student": inputs.student,
@@ -73,7 +75,11 @@ def comparison_spec(inputs: ComparisonInputs) -> tuple[StudySpec, dict[str, Path
         "scheduler": {"type": "none"},  # every trial runs the whole budget
         "sampler": {"type": inputs.sampler},
         "comparison": {
-            "entries": list(inputs.methods),
+            **(
+                {"preset": inputs.preset}
+                if inputs.preset is not None
+                else {"entries": list(inputs.methods)}
+            ),
             "reference": inputs.reference,
             "seeds": inputs.seeds,
         },
@@ -101,6 +107,7 @@ def compare(
     student: str,
     *,
     methods: Sequence[str | dict[str, Any]] = ("ce", "kd", "dkd", "pcd"),
+    preset: str | None = None,
     data: str = "digits",
     data_root: Path | None = None,
     teacher: Path | None = None,
@@ -114,10 +121,12 @@ def compare(
 ) -> ComparisonResult:
     """Tune each method on val with the same budget, train it over ``seeds`` seeds and compare
     it with ``reference`` seed by seed (see the module's docstring). ``methods``: names
-    (``ce`` is the student alone) or entries ``{name, method, fixed, space, tuned_from}``."""
+    (``ce`` is the student alone) or entries ``{name, method, fixed, space, tuned_from}``;
+    ``preset``: a shipped comparison instead (``"pcd-ablation"``: PCD taken apart)."""
     inputs = ComparisonInputs(
         student=student,
         methods=methods,
+        preset=preset,
         data=data,
         data_root=data_root,
         teacher=teacher,

@@ -30,6 +30,7 @@ from service.runner.remote import remote_opts, train_remote
 from service.runner.study import (
     _best_row,
     _context,
+    _data_root,
     _fail_orphans,
     _StateFile,
     _Tracking,
@@ -67,6 +68,7 @@ def run_comparison(
     comparison = spec.comparison
     assert comparison is not None
     tracking.client.set_tag(tracking.parent_run_id, Tags.STUDY_KIND, "comparison")
+    _check_classes(spec, settings)  # before the teacher: S=5 on 3 classes fails in seconds
     distiller = next((e.method for e in comparison.entries if needs_teacher(e.method)), "ce")
     entries_spec = spec.model_copy(update={"method": distiller})
     ctx = _context(entries_spec, settings, state, tracking, phase)
@@ -95,6 +97,17 @@ def run_comparison(
     log_comparison(tracking.client, tracking.parent_run_id, result, state.folder)
     _write_summary(tracking.client, summary, state)
     return summary
+
+
+def _check_classes(spec: StudySpec, settings: RunnerSettings) -> None:
+    """StudyError naming the entry if one cannot work with the data's classes (the API checks
+    this at submission; ``pcd compare`` and the Python API reach the driver first)."""
+    size = {"image_size": spec.data.image_size} if spec.data.image_size is not None else {}
+    classes = load_dataset(spec.data.name, "test", _data_root(spec, settings), **size).num_classes
+    try:
+        spec.check_classes(classes)
+    except ValueError as err:
+        raise StudyError(f"{err} (data {spec.data.name!r} has {classes} classes)") from None
 
 
 def _entry_context(ctx: TrialContext, entry_spec: StudySpec) -> TrialContext:

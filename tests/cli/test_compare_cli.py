@@ -32,6 +32,9 @@ def _error(args: list[str]) -> str:
         ([*GOOD[:2], "nope", *GOOD[3:]], "--student: "),
         ([*GOOD, "--data", "image_folder", "--data-root", "/no/such"], "--data-root: /no/such"),
         ([*GOOD, "--seeds", "0"], "--seeds"),
+        ([*GOOD, "--preset", "nope"], "--preset: unknown preset 'nope'; one of pcd-ablation"),
+        ([*GOOD, "--preset", "pcd-ablation", "--methods", "ce,kd"], "--methods / --preset"),
+        ([*GOOD, "--preset", "pcd-ablation", "--reference", "dkd"], "--reference: 'dkd' is not"),
     ],
 )
 def test_bad_flags_are_one_line_naming_the_flag(args: list[str], message: str) -> None:

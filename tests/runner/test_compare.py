@@ -216,3 +216,19 @@ def test_the_python_api_returns_the_comparison(tmp_path: Path) -> None:
     kd = result["entries"][1]
     assert kd["trials"] == 1 and kd["seeds"] == [0, 1] and kd["vs_reference"]["n"] == 2
     assert (tmp_path / "study" / "summary.json").is_file()
+
+
+def test_the_ablation_preset_on_four_classes_fails_before_any_training(tmp_path: Path) -> None:
+    """S=5 cannot cut four classes: one line naming the entry, no teacher trained."""
+    folder, out = _image_folder(tmp_path / "images"), tmp_path / "study"
+    args = [
+        "compare", "--data", "image_folder", "--data-root", str(folder), "--student", "mlp_32",
+        "--teacher-arch", "mlp_32", "--preset", "pcd-ablation", "--out", str(out),
+        "--num-cpus", "1",
+    ]  # fmt: skip
+    proc = run_cli(args, _env(tmp_path / "store"), timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: comparison.entries[3] (pcd S=5): space: pcd option 'stages'")
+    assert "(data 'image_folder' has 4 classes)" in last and "Traceback" not in proc.stderr
+    assert not (out / "teacher").exists()

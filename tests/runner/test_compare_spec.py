@@ -89,3 +89,46 @@ def test_stages_beyond_the_classes_name_the_entry() -> None:
     spec = _spec({"entries": ["ce", "pcd"]})
     with pytest.raises(ValueError, match=r"comparison.entries\[1\] \(pcd\): space.stages"):
         spec.check_classes(2)
+
+
+def test_a_preset_stands_for_its_entries_and_reference() -> None:
+    spec = _spec({"preset": "pcd-ablation", "seeds": 2})
+    comparison = spec.comparison
+    assert comparison is not None and comparison.reference_name == "pcd"
+    names = [e.name for e in comparison.entries]
+    assert {"pcd S=1", "pcd S=2", "pcd S=5", "pcd weighting=none", "ce"} <= set(names)
+    assert {"pcd ranking=teacher", "pcd ranking=none", "kd ce_weight=1"} <= set(names)
+    # PCD and KD at PCD's CE weight are searched with the budget; the ablations inherit PCD's
+    searched = {e.name for e in comparison.entries if e.searches()}
+    assert searched == {"pcd", "kd ce_weight=1"}
+    assert all(e.tuned_from == "pcd" for e in comparison.entries if e.name.startswith("pcd "))
+    kd = comparison.entry("kd ce_weight=1")
+    assert kd.resolved_space()["ce_weight"] == FixedParam(type="fixed", value=1.0)
+    assert comparison.entry("pcd").resolved_space()["stages"] == FixedParam(type="fixed", value=3)
+    # the stored spec holds the entries themselves, and reads back the same
+    stored = spec.model_dump(mode="json")
+    assert "preset" not in stored["comparison"] and len(stored["comparison"]["entries"]) == 9
+    assert parse_spec(stored) == spec
+    # the preset's reference is a default: the user's own wins
+    assert _spec({"preset": "pcd-ablation", "reference": "ce"}).comparison.reference_name == "ce"
+
+
+@pytest.mark.parametrize(
+    "comparison,message",
+    [
+        ({"preset": "nope"}, "comparison: preset: unknown preset 'nope'; one of pcd-ablation"),
+        ({"preset": "pcd-ablation", "entries": ["ce", "kd"]}, "preset: give either a preset"),
+        ({"preset": 3}, "preset: a name, one of pcd-ablation"),
+    ],
+)
+def test_bad_presets_name_the_field(comparison: dict, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        _spec(comparison)
+    assert message in str(err.value)
+
+
+def test_the_ablation_preset_needs_five_classes() -> None:
+    spec = _spec({"preset": "pcd-ablation"})
+    spec.check_classes(5)
+    with pytest.raises(ValueError, match=r"\(pcd S=5\): space: pcd option 'stages': 5 stages"):
+        spec.check_classes(4)
