@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.docs import add_offline_docs
 from service.api.errors import add_problem_handlers
 from service.api.limits import LimitsAndMetrics
 from service.api.metrics import Metrics
@@ -56,6 +57,8 @@ def create_app(
         description="Distillation studies: submit, follow, compare in MLflow.",
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},  # /docs keeps the token on reload
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: add_offline_docs's don't
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.tokens = tokens
@@ -72,4 +75,5 @@ def create_app(
     for router in (health.router, search_spaces.router, studies.router, json_schemas.router):
         app.include_router(router)
     add_study_schemas(app)
+    add_offline_docs(app)
     return app
