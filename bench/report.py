@@ -1,29 +1,33 @@
-"""The results report: PCD's readings and ablations against KD and DKD on Fashion-MNIST.
+"""The results report: PCD against KD and DKD on Fashion-MNIST, and PCD taken apart, through
+the product's own comparison studies (the code a user's `pcd compare` runs).
 
     python bench/report.py [--out runs/report] [--docs docs] [--workers 2] [--quick]
 
 Protocol (nothing is selected on test):
 1. A stratified subset of Fashion-MNIST's 60k training images is written as IDX files under
    ``OUT/data`` (the full 10k test set is kept); 20 % of it is the val split.
-2. A CNN teacher is trained on it (CE); its logits are cached once in a logit bank.
-3. Tuning: each method family runs a small grid (temperature / loss weights) with the tuning
-   seed(s); the grid point with the best mean best-epoch val accuracy is chosen.
-4. Final: every compared configuration is rerun with ``--seeds`` seeds (model init; the data
-   split and batch order are shared by all runs: common random numbers) and reported on test
-   as mean ± std, at the best-on-val epoch and at the last epoch, plus the accuracy on the
-   teacher's hard classes.
-5. ``DOCS/results.md``, its plots (``DOCS/results/*.png``) and a JSON summary
-   (``DOCS/results/report.json``) are written from the stored runs.
+2. Two comparison studies (service.comparison) on that data, one teacher (trained by the
+   first, loaded by the second) and one logit bank:
+   - ``methods``: ce, kd, dkd, pcd and the authors' released variant, each tuned on val with
+     the same trial budget and sampler (``pcd compare --methods ...``);
+   - ``ablation``: the shipped ``pcd-ablation`` comparison (``pcd compare --preset
+     pcd-ablation``): PCD tuned at S=3, then S, weighting and ranking changed one at a time
+     on its tuned options, KD tuned at PCD's cross-entropy weight, and the student alone.
+   Searches run with the tuning seed; every entry is then trained with seeds 0..N-1 (common
+   random numbers), its model is its best-on-val epoch, and it is compared with the
+   reference seed by seed (95 % interval of the paired difference).
+3. ``DOCS/results.md``, the comparison plots (``DOCS/results/*.png``) and a JSON summary
+   (``DOCS/results/report.json``) are written from the studies' summaries.
 
-Every run is stored in its run folder ``OUT/runs/<label>-s<seed>/``; a rerun reads finished
-runs instead of training them again (resumable). ``--quick`` is a tiny smoke version
-(small subset, 1 epoch, 2 seeds, two grid points per family).
+The studies live in ``OUT/studies/<name>/`` and are tracked in ``OUT/mlflow`` (MLflow UI:
+``mlflow ui --backend-store-uri sqlite:///OUT/mlflow/mlflow.db``). An interrupted report
+resumes them; a finished study is read back, not run again. ``--quick`` is a tiny smoke
+version (small subset, 1 epoch, 2 seeds, 2 trials per search).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
@@ -31,10 +35,8 @@ import statistics
 import struct
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -42,147 +44,36 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pcd_core.compare import compare_methods, format_mean_std, mean_std, run_label
-from pcd_core.data import (
-    FASHION_MNIST_DEBIAN_DIR,
-    DeviceLoader,
-    load_dataset,
-    load_idx_dataset,
-    train_val_split,
-)
-from pcd_core.methods import METHODS
+from pcd_core.data import FASHION_MNIST_DEBIAN_DIR, load_idx_dataset
 from pcd_core.models import build_model, count_parameters
-from pcd_core.run_dir import RunDir
-from pcd_core.stats import PairedDifference, paired_difference
-from pcd_core.train import DataConfig, TrainConfig, load_teacher, train
-from pcd_core.train.metrics import hard_classes, predict
-from pcd_core.train.trainer import prefill_logit_bank
+from pcd_core.stats import paired_difference
+from pcd_core.train import load_teacher
+from search_spaces import parse_spec
+from search_spaces.schema import StudySpec, preset_questions
+from service.comparison import (
+    ComparisonInputs,
+    ablation_reading,
+    comparison_spec,
+    run_comparison_spec,
+)
+from service.settings import RunnerSettings
+from service.study_files import ComparisonResult, EntryResult, StudyFolder, StudySummary
 
 app = typer.Typer(add_completion=False)
 console = Console()
 
 ROOT = Path(__file__).resolve().parent.parent
-TUNING_SEED_BASE = 100  # tuning seeds are disjoint from the reporting seeds 0..n-1
-
-# ------------------------------------------------------------------------------ the design
-# Tuning grids, per family. Every PCD ablation inherits the tuned (T, alpha) of pcd joint and
-# changes one option (one-factor ablations); the schedules and standardisation are tuned.
-GRIDS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
-    # family: (method, fixed options, grid points)
-    "kd": (
-        "kd",
-        {},
-        [
-            {"temperature": t, "ce_weight": c, "kd_weight": k}
-            for t in (2.0, 4.0, 8.0)
-            for c, k in ((0.1, 0.9), (1.0, 1.0))
-        ],
-    ),
-    "dkd": (
-        "dkd",
-        {},
-        [{"temperature": t, "beta": b} for t in (2.0, 4.0) for b in (2.0, 8.0)],
-    ),
-    "pcd joint": (
-        "pcd",
-        {"schedule": "joint"},
-        [{"temperature": t, "alpha": a} for t in (2.0, 4.0) for a in (0.5, 1.0, 2.0)],
-    ),
-    "pcd phased": (
-        "pcd",
-        {"schedule": "phased"},
-        [{"temperature": t, "alpha": a} for t in (2.0, 4.0) for a in (0.5, 1.0, 2.0)],
-    ),
-    "pcd released": (
-        "pcd",
-        {"schedule": "released"},
-        [{"temperature": 4.0, "alpha": a} for a in (0.1, 0.3, 1.0)],
-    ),
-    "pcd standardised": (
-        "pcd",
-        {"schedule": "joint", "standardize": True},
-        [{"temperature": 2.0, "alpha": a} for a in (1.0, 3.0, 9.0)],
-    ),
-}
-
-
-def final_configs(best: dict[str, dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Every reported configuration: name -> (method, options), from the tuned options."""
-    joint = best["pcd joint"]
-    configs: dict[str, tuple[str, dict[str, Any]]] = {"ce": ("ce", {})}
-    for family in GRIDS:
-        configs[family] = (GRIDS[family][0], best[family])
-    for ranking in ("teacher", "none"):
-        configs[f"pcd ranking={ranking}"] = ("pcd", {**joint, "ranking": ranking})
-    for weighting in _pcd_choices("weighting"):
-        if weighting != "paper":
-            configs[f"pcd weighting={weighting}"] = ("pcd", {**joint, "weighting": weighting})
-    for stages in (1, 2, 4, 5):
-        configs[f"pcd S={stages}"] = ("pcd", {**joint, "stages": stages})
-    return configs
-
-
-def _pcd_choices(option: str) -> list[str]:
-    """The values the registry allows for a Literal option of pcd (every weighting, ...)."""
-    field = METHODS["pcd"].options.model_fields[option]
-    return list(field.annotation.__args__)  # type: ignore[union-attr]
-
-
-def comparisons(stages_default: int) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(title, what it answers, [(row label, config name)]) for each table and plot."""
-    s = stages_default
-    return [
-        (
-            "Methods",
-            "each method family tuned on val, then rerun over seeds",
-            [(n, n) for n in ("ce", "kd", "dkd", "pcd joint", "pcd phased", "pcd released")],
-        ),
-        (
-            "Schedule reading",
-            "joint (all stages every step), phased (2S curriculum phases), released (the "
-            "authors' public code: rescaled full-class KD); each tuned on val",
-            [("joint", "pcd joint"), ("phased", "pcd phased"), ("released", "pcd released")],
-        ),
-        (
-            "Ranking",
-            "class priority of pcd joint (tuned T, alpha); none = class-index order",
-            [
-                ("abs_gap (default)", "pcd joint"),
-                ("teacher", "pcd ranking=teacher"),
-                ("none (without ranking)", "pcd ranking=none"),
-            ],
-        ),
-        (
-            "Group weighting",
-            "every weighting the registry offers, on pcd joint (tuned T, alpha)",
-            [
-                (w + (" (default)" if w == "paper" else ""), _weighting_config(w))
-                for w in _pcd_choices("weighting")
-            ],
-        ),
-        (
-            "Stages S",
-            "S = 1..5 on pcd joint (tuned T, alpha at S=3)",
-            [
-                (
-                    f"S={k}" + (" (default)" if k == s else ""),
-                    "pcd joint" if k == s else f"pcd S={k}",
-                )
-                for k in range(1, 6)
-            ],
-        ),
-        (
-            "Logit standardisation",
-            "pcd joint without and with standardisation (each tuned on val)",
-            [("off", "pcd joint"), ("on", "pcd standardised")],
-        ),
-    ]
-
-
-def _weighting_config(w: str) -> str:
-    return "pcd joint" if w == "paper" else f"pcd weighting={w}"
+TUNING_SEED = 100  # the searches' seed: disjoint from the reporting seeds 0..n-1
+ABLATION_PRESET = "pcd-ablation"
+# The methods comparison: the product's default methods and the authors' released code.
+METHOD_ENTRIES: list[str | dict[str, Any]] = [
+    "ce",
+    "kd",
+    "dkd",
+    "pcd",
+    {"name": "pcd released", "method": "pcd", "fixed": {"schedule": "released"}},
+]
 
 
 @dataclass
@@ -194,12 +85,11 @@ class Sizes:
     teacher_epochs: int
     batch_size: int
     seeds: int
-    tuning_seeds: int
-    grid_points: int  # per family; 0 = the whole grid
+    trials: int  # search trials per tuned entry (the same for every entry)
 
 
-FULL = Sizes(10000, 0, 0.2, 12, 10, 128, 5, 1, 0)
-QUICK = Sizes(600, 500, 0.2, 1, 1, 128, 2, 1, 2)
+FULL = Sizes(10000, 0, 0.2, 12, 10, 128, 5, 12)
+QUICK = Sizes(600, 500, 0.2, 1, 1, 128, 2, 2)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -259,137 +149,227 @@ def prepare_data(out: Path, source: Path | None, sizes: Sizes) -> dict[str, Any]
     return meta
 
 
-# ---------------------------------------------------------------------------------- runs
-@dataclass(frozen=True)
-class Job:
-    name: str  # config name (or family for tuning)
-    method: str
-    options: dict[str, Any]
-    seed: int
-
-
+# ------------------------------------------------------------------------------- studies
 @dataclass
-class Env:
-    runs: Path
-    teacher: Path
-    student: str
-    data: DataConfig
-    epochs: int
-    batch_size: int
-    bank: Path
-    threads: int
+class Ran:
+    """A comparison study of the report: its summary and what this invocation trained."""
+
+    name: str
+    summary: StudySummary
+    trained: int  # search trials and seed runs trained by this invocation
+    seconds: float  # this invocation's wall time for the study
+
+    @property
+    def result(self) -> ComparisonResult:
+        assert self.summary.comparison is not None
+        return self.summary.comparison
 
 
-def run_dir(env: Env, job: Job) -> RunDir:
-    return RunDir(env.runs / f"{run_label(job.method, job.options)}-s{job.seed}")
-
-
-def _run_job(env: Env, job: Job) -> dict[str, Any]:
-    """One (config, seed) run through compare_methods; reads it back if already finished."""
-    torch.set_num_threads(env.threads)
-    started = time.perf_counter()
-    done_before = run_dir(env, job).is_finished()
-    (summary,) = compare_methods(
-        env.runs,
-        teacher=env.teacher,
-        student=env.student,
-        methods=[(job.method, job.options)],
-        seeds=[job.seed],
-        data=env.data,
-        epochs=env.epochs,
-        batch_size=env.batch_size,
-        logit_bank=env.bank,
-        reuse_finished=True,
+def report_spec(
+    name: str,
+    sizes: Sizes,
+    data_dir: Path,
+    student: str,
+    *,
+    teacher: Path | None = None,
+    teacher_arch: str | None = None,
+    preset: str | None = None,
+) -> tuple[StudySpec, dict[str, Path]]:
+    """A comparison study of the report, as `pcd compare` builds it, with the report's
+    val fraction, batch size and tuning seed."""
+    inputs = ComparisonInputs(
+        student=student,
+        methods=METHOD_ENTRIES,
+        preset=preset,
+        data="fashion_mnist",
+        data_root=data_dir,
+        teacher=teacher,
+        teacher_arch=teacher_arch,
+        teacher_epochs=sizes.teacher_epochs,
+        seeds=sizes.seeds,
+        trials=sizes.trials,
+        epochs=sizes.epochs,
+        name=f"report-{name}",
     )
-    seconds = time.perf_counter() - started
-    stored = run_dir(env, job).read_summary()
-    assert stored is not None, "compare_methods wrote no summary"
-    timing = run_dir(env, job).path / "timing.json"  # this report's own file in the run folder
-    trained = not done_before or not timing.is_file()
-    if trained:
-        timing.write_text(json.dumps({"seconds": seconds}))
+    spec, roots = comparison_spec(inputs)
+    overrides = {
+        "data.val_fraction": sizes.val_fraction,
+        "training.batch_size": sizes.batch_size,
+        "seed": TUNING_SEED,
+    }
+    return parse_spec(spec.model_dump(mode="json"), source=name, overrides=overrides), roots
+
+
+def _runs_done(folder: StudyFolder) -> int:
+    state = folder.read_state()
+    if state is None:
+        return 0
+    trials = sum(len(s.trials) for s in state.searches.values())
+    return trials + sum(len(v) for v in state.seed_results.values())
+
+
+def run_report_study(
+    name: str, spec: StudySpec, roots: dict[str, Path], folder: Path, settings: RunnerSettings
+) -> Ran:
+    """Run (or resume) one comparison; a finished one is read back."""
+    study = StudyFolder(folder)
+    started, before = time.perf_counter(), _runs_done(study)
+    summary = study.read_summary()
+    if summary is None:
+        console.print(f"[bold]comparison {name}[/bold]: {len(spec.comparison.entries)} entries")
+        summary = run_comparison_spec(
+            spec,
+            folder,
+            replace(settings, **roots),
+            on_phase=lambda p: console.print(f"[dim]{name}: {p} ...[/dim]"),
+        )
+    trained = _runs_done(study) - before
+    return Ran(name, summary, trained, time.perf_counter() - started)
+
+
+def teacher_artifact(ran: Ran) -> Path:
+    """The teacher the methods study trained (the ablation loads it)."""
+    state = StudyFolder(ran.summary.study_dir).read_state()
+    assert state is not None and state.teacher is not None, "the study trained no teacher"
+    return Path(state.teacher)
+
+
+def teacher_summary(artifact: Path) -> dict[str, Any]:
+    _, info = load_teacher(artifact)
+    model = build_model(info.arch, info.num_classes, info.in_channels, info.image_size)
     return {
-        "job": asdict(job),
-        "trained": trained,
-        "seconds": json.loads(timing.read_text())["seconds"],
-        "val_top1": summary.val_top1[0],
-        "test_top1_best_val": summary.test_top1_best_val[0],
-        "test_top1_last": summary.test_top1_last[0],
-        "test_hard_top1": summary.test_hard_top1[0] if summary.test_hard_top1 else None,
-        "best_epoch": summary.best_epochs[0],
-        "test_per_class_best_val": stored["test"]["best_val"]["per_class"],
+        "arch": info.arch,
+        "epochs": info.epochs,
+        "val_top1": info.val_top1,
+        "test_top1": info.test_top1,
+        "params": count_parameters(model),
     }
 
 
-def run_jobs(env: Env, jobs: list[Job], workers: int, title: str) -> list[dict[str, Any]]:
-    """Run ``jobs`` (in ``workers`` processes when > 1) with a progress bar."""
-    results: list[dict[str, Any]] = []
-    columns = (
-        TextColumn(f"[bold]{title}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("", total=len(jobs))
-        if workers <= 1:
-            for job in jobs:
-                results.append(_run_job(env, job))
-                progress.update(task, advance=1, description=f"{job.name} s{job.seed}")
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(_run_job, env, job): job for job in jobs}
-                for future in as_completed(futures):
-                    job = futures[future]
-                    results.append(future.result())
-                    progress.update(task, advance=1, description=f"{job.name} s{job.seed}")
-    order = {(j.name, j.seed, run_label(j.method, j.options)): i for i, j in enumerate(jobs)}
-    results.sort(
-        key=lambda r: order[
-            (
-                r["job"]["name"],
-                r["job"]["seed"],
-                run_label(r["job"]["method"], r["job"]["options"]),
-            )
-        ]
-    )
-    return results
+# ------------------------------------------------------------------------------ markdown
+def _pm(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
 
 
-def select(tuning: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per family: every grid point's mean val accuracy and the chosen (argmax) point."""
-    families: dict[str, dict[str, Any]] = {}
-    for r in tuning:
-        family = r["job"]["name"]
-        key = json.dumps(r["job"]["options"], sort_keys=True)
-        point = families.setdefault(family, {"points": {}})["points"].setdefault(
-            key, {"options": r["job"]["options"], "val_top1": []}
+def _options_text(options: dict[str, Any]) -> str:
+    parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()]
+    return ", ".join(parts) or "defaults"
+
+
+def _tuning_text(entry: EntryResult) -> str:
+    return f"searched, {entry.trials} trials" if entry.trials else entry.tuning
+
+
+def _delta_text(entry: EntryResult) -> str:
+    d = entry.vs_reference
+    if d is None:
+        return "reference"
+    ci = "no interval" if d.ci95 is None else f"± {d.ci95:.2f}"
+    return f"{d.mean:+.2f} {ci} ({d.wins}/{d.n} ahead)"
+
+
+def _delta_points(entry: EntryResult) -> str:
+    """The paired difference in prose: points, interval, seeds ahead."""
+    d = entry.vs_reference
+    assert d is not None
+    ci = "(no interval)" if d.ci95 is None else f"± {d.ci95:.2f}"
+    return f"{d.mean:+.2f} {ci} points, ahead on {d.wins} of {d.n} seeds"
+
+
+def _hard_delta(entry: EntryResult, ref: EntryResult) -> str:
+    if entry is ref or not entry.hard_top1 or not ref.hard_top1:
+        return "-"
+    d = paired_difference(entry.hard_top1, ref.hard_top1)
+    ci = "no interval" if d.ci95 != d.ci95 else f"± {d.ci95:.2f}"
+    return f"{d.mean:+.2f} {ci}"
+
+
+def comparison_table(result: ComparisonResult) -> list[str]:
+    """One row per entry: options, test top-1 (best-on-val and last), hard classes, the
+    paired difference to the reference and its verdict."""
+    ref = result.entry(result.reference)
+    lines = [
+        f"| entry | options (tuning) | test top-1 % best-on-val | last epoch | hard classes % "
+        f"| Δ vs {result.reference} ± 95 % CI | hard-class Δ | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in result.entries:
+        verdict = "reference" if e.vs_reference is None else e.vs_reference.verdict
+        lines.append(
+            f"| {e.name} | {_options_text(e.options)} ({_tuning_text(e)}) "
+            f"| {_pm(e.test_top1_best_val)} | {_pm(e.test_top1_last)} | {_pm(e.hard_top1)} "
+            f"| {_delta_text(e)} | {_hard_delta(e, ref)} | {verdict} |"
         )
-        point["val_top1"].append(r["val_top1"])
-    for fam in families.values():
-        points = list(fam["points"].values())
-        for p in points:
-            p["mean_val_top1"] = statistics.mean(p["val_top1"])
-        best = max(points, key=lambda p: p["mean_val_top1"])  # first wins ties: grid order
-        fam["points"] = points
-        fam["chosen"] = best["options"]
-    return families
+    return lines
 
 
-# ---------------------------------------------------------------------------------- stats
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
-    """Paired difference a - b over seeds: mean, std, 95% CI half-width, wins of a."""
-    return paired_difference(a, b).to_json()
+def ablation_lines(result: ComparisonResult, questions: dict[str, str]) -> list[str]:
+    """One line per ablation entry: the part of PCD it tests, the difference, the reading."""
+    lines = []
+    for e in result.entries:
+        if e.vs_reference is None:
+            continue
+        question = questions.get(e.name, e.name)
+        lines.append(
+            f"- *{question}* — {e.name} − {result.reference}: {_delta_points(e)} → "
+            f"{ablation_reading(e, result.reference)}."
+        )
+    return lines
 
 
-def _verdict(d: dict[str, float], a: str, b: str) -> str:
-    line = PairedDifference(**d).describe(a, b)  # type: ignore[arg-type]
-    head, verdict = line.rsplit("→ ", 1)
-    return f"{head}→ **{verdict}**"
+def headline(methods: ComparisonResult, ablation: ComparisonResult) -> list[str]:
+    ref = methods.entry(methods.reference)
+    best = max(methods.entries, key=lambda e: e.best_val if e.best_val is not None else -1.0)
+    lines = [
+        f"- Methods, each tuned on val with the same budget ({ref.trials} trials) and sampler, "
+        f"{methods.seeds} seeds; {methods.reference} (tuned: {_options_text(ref.options)}) "
+        f"reaches {_pm(ref.test_top1_best_val)} % test top-1 at its best-on-val epoch.",
+        f"- Highest val accuracy of a search (the selection criterion): **{best.name}** "
+        f"({best.best_val:.2f} % val).",
+    ]
+    for e in methods.entries:
+        if e.vs_reference is not None:
+            verdict = e.vs_reference.verdict
+            lines.append(
+                f"- {e.name} − {methods.reference}: {_delta_points(e)} (95 % CI of the paired "
+                f"difference) → **{verdict}**"
+            )
+    helps = [e.name for e in ablation.entries if e.vs_reference and _clearly(e, worse=True)]
+    hurts = [e.name for e in ablation.entries if e.vs_reference and _clearly(e, worse=False)]
+    same = [e.name for e in ablation.entries if e.vs_reference and e.name not in helps + hurts]
+    lines.append(
+        f"- PCD taken apart (the `{ABLATION_PRESET}` comparison, {ablation.seeds} seeds): "
+        f"clearly worse than PCD: {', '.join(helps) or 'none'}; clearly better: "
+        f"{', '.join(hurts) or 'none'}; no clear difference: {', '.join(same) or 'none'}."
+    )
+    return lines
 
 
-# ---------------------------------------------------------------------------------- report
+def _clearly(entry: EntryResult, *, worse: bool) -> bool:
+    d = entry.vs_reference
+    if d is None or d.ci95 is None or abs(d.mean) <= d.ci95:
+        return False
+    return d.mean < 0 if worse else d.mean > 0
+
+
+def search_lines(ran: Ran) -> list[str]:
+    """Every search trial of a study: its options and best-epoch val accuracy; the chosen
+    one (the highest val) in bold."""
+    lines = ["| entry | trial options | val top-1 % |", "|---|---|---|"]
+    for e in ran.result.entries:
+        rows = [t for t in ran.summary.trials if t.entry == e.name]
+        for t in sorted(rows, key=lambda t: -(t.best or 0.0)):
+            config = {k: v for k, v in t.config.items() if k in e.options}
+            text, val = _options_text(config), "-" if t.best is None else f"{t.best:.2f}"
+            if t.best is not None and t.best == e.best_val:
+                text, val = f"**{text}**", f"**{val}**"
+            lines.append(f"| {e.name} | {text} | {val} |")
+    return lines
+
+
 def _machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -406,64 +386,6 @@ def _machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "os": platform.platform(),
     }
-
-
-def _plot(path: Path, title: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    labels = [label for label, _ in rows]
-    for ax, key, what in (
-        (axes[0], "test_top1_best_val", "test top-1 % (best-on-val epoch)"),
-        (axes[1], "test_hard_top1", "test top-1 % on the hard classes"),
-    ):
-        values = [r[key] for _, r in rows]
-        means = [mean_std(v).mean if v else float("nan") for v in values]
-        stds = [mean_std(v).std if v else 0.0 for v in values]
-        xs = list(range(len(rows)))
-        ax.bar(xs, means, yerr=stds, capsize=4, color="C0", alpha=0.75)
-        for x, v in zip(xs, values, strict=True):
-            ax.plot([x] * len(v), v, "k.", ms=3)
-        lo = min((min(v) for v in values if v), default=0.0)
-        hi = max((max(v) for v in values if v), default=100.0)
-        pad = max(0.5, (hi - lo) * 0.3)
-        ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
-        ax.set_xticks(xs, labels, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(what, fontsize=8)
-    fig.suptitle(f"{title}: mean ± std over seeds (dots: seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out = [
-        "| variant | n | val top-1 % | test top-1 % (best-on-val) | test top-1 % (last) "
-        "| test hard-class % | best epoch |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label, r in rows:
-        out.append(
-            f"| {label} | {len(r['test_top1_best_val'])} | {format_mean_std(r['val_top1'])} "
-            f"| {format_mean_std(r['test_top1_best_val'])} "
-            f"| {format_mean_std(r['test_top1_last'])} "
-            f"| {format_mean_std(r['test_hard_top1'])} | "
-            f"{statistics.mean(r['best_epoch']):.1f} |"
-        )
-    return out
-
-
-def _hard_from_per_class(per_class: list[float], hard: list[int], counts: list[int]) -> float:
-    """Accuracy over the samples of the ``hard`` classes from per-class accuracies (%)."""
-    n = sum(counts[c] for c in hard)
-    return sum(per_class[c] * counts[c] for c in hard) / max(1, n)
-
-
-def _options_text(options: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
 
 
 def _other_benches() -> list[str]:
@@ -585,212 +507,166 @@ def _other_benches() -> list[str]:
     return [*lines, *block, ""]
 
 
+# -------------------------------------------------------------------------------- report
+CAVEATS = (
+    "Differences are paired by seed (the runs of a seed share the data split, the batch order "
+    "and the initialisation: common random numbers), so each interval is the 95 % CI of the "
+    "per-seed differences (t distribution, n − 1 degrees of freedom). An interval that "
+    "contains 0 means the data do not separate the two at this scale. The verdicts are not "
+    "corrected for multiple comparisons (at 95 %, about one in twenty comparisons of equal "
+    "methods reads as clear). Caveats: one small student/teacher pair, a 10k-image subset, "
+    "searches of a few trials on one seed, and the ablations inherit PCD's tuned options "
+    "instead of being tuned themselves."
+)
+
+
+def _setup_lines(
+    meta: dict[str, Any],
+    sizes: Sizes,
+    student: str,
+    teacher: dict[str, Any],
+    studies: list[Ran],
+    wall: dict[str, Any],
+) -> list[str]:
+    machine = _machine()
+    training = [x for x in wall["invocations"] if x["trained"] > 0]
+    n_train = meta["train_subset"]
+    n_val = round(n_train * sizes.val_fraction)
+    source = (
+        "Debian's `dataset-fashion-mnist`"
+        if meta["source"] == "None"
+        else f"the IDX files in `{meta['source']}`"
+    )
+    whole = " (the whole test set)" if meta["test"] == meta["source_test"] else " (a subset)"
+    per_study = "; ".join(f"{r.name} {r.seconds / 60:.1f} min ({r.trained} runs)" for r in studies)
+    return [
+        "## Setup",
+        "",
+        f"- Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make report` "
+        "(`bench/report.py`, a thin user of `service.comparison`: the code `pcd compare` runs).",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, CPU only; Python "
+        f"{machine['python']}, torch {machine['torch']}; a local Ray of {wall['workers']} CPUs, "
+        "one per trial or seed run (1 thread each).",
+        f"- Wall time: the `make report` invocation(s) that trained runs took "
+        f"**{sum(x['seconds'] for x in training) / 60:.1f} min** in all ({len(training)} "
+        f"invocation(s), {sum(x['trained'] for x in training)} search trials and seed runs); "
+        f"this invocation {wall['total'] / 60:.1f} min ({per_study}). The machine may be shared "
+        "with other jobs, so these times are upper bounds.",
+        f"- Data: Fashion-MNIST from {source} ({meta['source_train']} train / "
+        f"{meta['source_test']} test images). A stratified subset of **{n_train}** training "
+        f"images (for CPU time), split {n_train - n_val} train / {n_val} val (stratified, data "
+        f"seed 0); test: **{meta['test']}** images{whole}. No augmentation (the data set's "
+        "default).",
+        f"- Teacher: `{teacher['arch']}` ({teacher['params']:,} parameters), CE, "
+        f"{teacher['epochs']} epochs, trained once by the methods study and loaded by the "
+        f"ablation: val {teacher['val_top1']:.2f} %, test {teacher['test_top1']:.2f} %. Hard "
+        f"classes (the 20 % on which it is least confident on val): "
+        f"{', '.join(studies[0].result.hard_class_names) or '-'}.",
+        f"- Student: `{student}` ({_student_params(student):,} parameters), {sizes.epochs} "
+        f"epochs, batch {sizes.batch_size}, SGD lr 0.05 (momentum 0.9, wd 5e-4, ×0.1 at "
+        "62.5/75/87.5 % of the epochs). Teacher logits come from a prefilled logit bank.",
+        f"- Budget: {sizes.trials} search trials per tuned entry (Optuna TPE, every trial the "
+        f"whole {sizes.epochs} epochs, tuning seed {TUNING_SEED}); {sizes.seeds} reporting "
+        f"seeds (0..{sizes.seeds - 1}) per entry.",
+        "",
+        "### Selection protocol",
+        "",
+        "1. Each tuned entry searches its space (the method's default comparison space, "
+        "`search_spaces/methods/`, with the entry's fixed options) with the same number of "
+        "trials and the same sampler; the trial with the highest best-epoch **val** accuracy "
+        "gives its options.",
+        "2. Every entry is trained with the reporting seeds. The model of each run is its "
+        "best-on-val epoch; test accuracy is read only for that epoch and for the last epoch. "
+        "Nothing is selected on test.",
+        "3. The ablations (`tuned_from`) take PCD's tuned options and change one; ce has "
+        "nothing to tune.",
+        "",
+    ]
+
+
+def _student_params(student: str) -> int:
+    return count_parameters(build_model(student, 10, 1, 28))
+
+
+def _plot(ran: Ran, img: Path, name: str) -> str | None:
+    plot = StudyFolder(ran.summary.study_dir).comparison_plot
+    if not plot.is_file():
+        return None
+    shutil.copyfile(plot, img / f"{name}.png")
+    return f"![{name}](results/{name}.png)"
+
+
 def write_report(
     docs: Path,
     *,
     meta: dict[str, Any],
     sizes: Sizes,
-    env: Env,
-    teacher_info: dict[str, Any],
-    tuning: dict[str, dict[str, Any]],
-    configs: dict[str, tuple[str, dict[str, Any]]],
-    final: list[dict[str, Any]],
-    wall: dict[str, float],
+    student: str,
+    teacher: dict[str, Any],
+    methods: Ran,
+    ablation: Ran,
+    wall: dict[str, Any],
     quick: bool,
 ) -> dict[str, Any]:
+    """``DOCS/results.md``, its plots and ``DOCS/results/report.json``; the JSON."""
     img = docs / "results"
     img.mkdir(parents=True, exist_ok=True)
-    per: dict[str, dict[str, Any]] = {}
-    for r in final:
-        name = r["job"]["name"]
-        p = per.setdefault(
-            name,
-            {
-                "method": r["job"]["method"],
-                "options": r["job"]["options"],
-                "seeds": [],
-                **{
-                    k: []
-                    for k in (
-                        "val_top1",
-                        "test_top1_best_val",
-                        "test_top1_last",
-                        "test_hard_top1",
-                        "best_epoch",
-                    )
-                },
-            },
-        )
-        p["seeds"].append(r["job"]["seed"])
-        for k in ("val_top1", "test_top1_best_val", "test_top1_last", "best_epoch"):
-            p[k].append(r[k])
-        hard = r["test_hard_top1"]
-        if hard is None:  # ce has no teacher: the same hard classes, from per-class accuracy
-            hard = _hard_from_per_class(
-                r["test_per_class_best_val"], teacher_info["hard_classes"], meta["test_counts"]
-            )
-        p["test_hard_top1"].append(hard)
-
-    compute = sum(r["seconds"] for r in final) + wall.get("tuning_seconds", 0.0)
-    ledger = wall["invocations"]
-    training = [x for x in ledger if x["trained"] > 0]
-    train_wall = sum(x["seconds"] for x in training)
-    lines = ["# Results: PCD against KD and DKD on Fashion-MNIST", ""]
+    head = headline(methods.result, ablation.result)
+    lines = ["# Results: PCD against KD and DKD on Fashion-MNIST, and PCD taken apart", ""]
     if quick:
         lines += ["**QUICK SMOKE RUN: tiny data, 1 epoch; the numbers mean nothing.**", ""]
-    stages_default = int(configs["pcd joint"][1].get("stages", 3))
-
-    # headline
-    head: list[str] = []
-    ranked = sorted(per.items(), key=lambda kv: -statistics.mean(kv[1]["val_top1"]))
-    best_name, best = ranked[0]
-    head.append(
-        f"- Highest mean val accuracy (the selection criterion) of all {len(per)} "
-        f"configurations: **{best_name}**, val {format_mean_std(best['val_top1'])} %, test "
-        f"{format_mean_std(best['test_top1_best_val'])} % (n={len(best['seeds'])})."
-    )
-    j = per["pcd joint"]["test_top1_best_val"]
-    for other in ("kd", "dkd", "ce", "pcd phased", "pcd released"):
-        if other in per:
-            d = paired(j, per[other]["test_top1_best_val"])
-            head.append(f"- {_verdict(d, 'pcd joint', other)}")
-    jh, kh = per["pcd joint"]["test_hard_top1"], per["kd"]["test_hard_top1"]
-    if jh and kh:
-        head.append(
-            f"- Hard classes: {_verdict(paired(jh, kh), 'pcd joint', 'kd')} "
-            f"(test accuracy on the teacher's hard classes)."
-        )
-    joint_m = statistics.mean(per["pcd joint"]["test_top1_best_val"])
-    phased_m = statistics.mean(per["pcd phased"]["test_top1_best_val"])
-    head.append(
-        f"- Schedule reading: joint {joint_m:.2f} % vs phased {phased_m:.2f} % on test "
-        f"({'joint' if joint_m >= phased_m else 'phased'} higher by {abs(joint_m - phased_m):.2f}"
-        " points; see the paired test above for whether that is more than seed noise)."
-    )
     lines += ["## Headline", "", *head, ""]
     lines += [
-        "### Every configuration against pcd joint (paired by seed)",
+        "## 1. Methods, each tuned with the same budget",
         "",
-        "Test top-1 at the best-on-val epoch and on the hard classes: mean difference "
-        "(configuration − pcd joint) ± the 95 % CI half-width, seeds where the configuration "
-        "is ahead.",
+        f"`pcd compare --methods ce,kd,dkd,pcd` plus the authors' released code (`pcd "
+        f"released`, tuned the same way). Mean ± std over {methods.result.seeds} seeds; Δ: "
+        "the entry minus the reference, paired by seed.",
         "",
-        "| configuration | test top-1 Δ | ahead | hard-class Δ | verdict (test top-1) |",
-        "|---|---|---|---|---|",
+        *comparison_table(methods.result),
+        "",
+        *([p] if (p := _plot(methods, img, "methods")) else []),
+        "",
+        "## 2. PCD taken apart (the shipped `pcd-ablation` comparison)",
+        "",
+        "`pcd compare --preset pcd-ablation` (or a study's `comparison: {preset: "
+        "pcd-ablation}`): PCD at S=3 tuned with the budget; S=1, 2, 5, weighting=none and "
+        "ranking=teacher/none each take PCD's tuned options and change one part; KD is tuned "
+        "at PCD's cross-entropy weight of 1, so that a difference to it is the PCD term's, "
+        "not the CE weight's; ce is the student alone.",
+        "",
+        "Which parts of PCD help on this data:",
+        "",
+        *ablation_lines(ablation.result, preset_questions(ABLATION_PRESET)),
+        "",
+        *comparison_table(ablation.result),
+        "",
+        *([p] if (p := _plot(ablation, img, "ablation")) else []),
+        "",
+        CAVEATS,
+        "",
+        *_setup_lines(meta, sizes, student, teacher, [methods, ablation], wall),
+        "### Searches (best-epoch val top-1 %, the chosen trial in bold)",
+        "",
+        "#### Methods",
+        "",
+        *search_lines(methods),
+        "",
+        "#### PCD taken apart",
+        "",
+        *search_lines(ablation),
+        "",
+        "## The same on your data",
+        "",
+        "```sh",
+        "pcd compare --data image_folder --data-root ~/my-images --student cnn_tiny \\",
+        "    --teacher-arch cnn_small --methods ce,kd,dkd,pcd --seeds 5 --trials 12",
+        "pcd compare --data image_folder --data-root ~/my-images --student cnn_tiny \\",
+        "    --teacher-arch cnn_small --preset pcd-ablation --seeds 5 --trials 12",
+        "```",
+        "",
+        *_other_benches(),
     ]
-    ref = per["pcd joint"]
-    for name, r in per.items():
-        if name == "pcd joint":
-            continue
-        d = paired(r["test_top1_best_val"], ref["test_top1_best_val"])
-        h = paired(r["test_hard_top1"], ref["test_hard_top1"])
-        clear = not math.isnan(d["ci95"]) and abs(d["mean"]) > d["ci95"]
-        verdict = ("better" if d["mean"] > 0 else "worse") if clear else "no clear difference"
-        lines.append(
-            f"| {name} | {d['mean']:+.2f} ± {d['ci95']:.2f} | {d['wins']}/{d['n']} "
-            f"| {h['mean']:+.2f} ± {h['ci95']:.2f} | {verdict} |"
-        )
-    lines.append("")
-    lines += [
-        "Differences are paired by seed (all runs of a seed share the initialisation seed and "
-        "the data batches), so the 95 % CI is that of the per-seed differences "
-        "(t distribution, n − 1 degrees of freedom). A CI that contains 0 means the data do "
-        "not separate the two methods at this scale. The verdicts are not corrected for "
-        "multiple comparisons (at 95 %, about one in twenty comparisons of equal methods "
-        "reads as 'clear'). Caveats: one small student/teacher pair, a 10k-image subset, "
-        "tuning on one seed, and the ranking/weighting/S ablations inherit pcd joint's tuned "
-        "(T, alpha) instead of being tuned themselves.",
-        "",
-    ]
-
-    # setup
-    tparams = count_parameters(build_model(teacher_info["arch"], 10, 1, 28))
-    sparams = count_parameters(build_model(env.student, 10, 1, 28))
-    n_train = meta["train_subset"]
-    n_val = round(n_train * sizes.val_fraction)
-    source_text = (
-        "Debian's `dataset-fashion-mnist`"
-        if meta["source"] == "None"
-        else f"the IDX files in `{meta['source']}`"
-    )
-    lines += [
-        "## Setup",
-        "",
-        f"- Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make report` "
-        "(`bench/report.py`).",
-        f"- Machine: {_machine()['cpu']}, {_machine()['cores']} cores, CPU only; Python "
-        f"{_machine()['python']}, torch {_machine()['torch']}; runs in {wall['workers']} "
-        "processes of 1 thread each.",
-        f"- Wall time: the `make report` invocation(s) that trained the runs took "
-        f"**{train_wall / 60:.1f} min** in all ({len(training)} invocation(s), "
-        f"{sum(x['trained'] for x in training)} runs trained, teacher included); this "
-        f"invocation {wall['total'] / 60:.1f} min ({wall['tuning_trained'] + wall['final_trained']}"
-        f" runs trained, the rest read back). Summed wall time of the student runs "
-        f"{compute / 60:.1f} min; teacher {(wall['teacher_seconds'] or 0) / 60:.1f} min. The "
-        "machine is shared with other jobs, so these times are upper bounds.",
-        f"- Data: Fashion-MNIST from {source_text} "
-        f"({meta['source_train']} train / {meta['source_test']} test images). A stratified "
-        f"subset of **{n_train}** training images is used (for CPU time), split "
-        f"{n_train - n_val} train / {n_val} val (stratified, data seed 0); test: "
-        f"**{meta['test']}** images"
-        + (" (the whole test set)" if meta["test"] == meta["source_test"] else " (a subset)")
-        + ". No augmentation.",
-        f"- Teacher: `{teacher_info['arch']}` ({tparams:,} parameters), CE, "
-        f"{sizes.teacher_epochs} epochs: val {teacher_info['val_top1']:.2f} %, test "
-        f"{teacher_info['test_top1']:.2f} %. Hard classes (the 20 % on which the teacher is "
-        f"least confident on val): {', '.join(teacher_info['hard_class_names'])}.",
-        f"- Student: `{env.student}` ({sparams:,} parameters), {sizes.epochs} epochs, batch "
-        f"{sizes.batch_size}, SGD lr 0.05 (momentum 0.9, wd 5e-4, ×0.1 at 62.5/75/87.5 % of "
-        "the epochs). Teacher logits come from a prefilled logit bank (fp16).",
-        f"- Seeds: tuning with {sizes.tuning_seeds} seed(s) "
-        f"({TUNING_SEED_BASE}..), reporting with {sizes.seeds} seeds (0..{sizes.seeds - 1}).",
-        "",
-        "### Selection protocol",
-        "",
-        "1. Each family below runs its grid; the point with the highest best-epoch **val** "
-        "accuracy is chosen (ties: the first in grid order).",
-        "2. Each compared configuration is rerun with the reporting seeds. The model of each "
-        "run is its best-on-val epoch; test accuracy is read only for that epoch and for the "
-        "last epoch. Nothing is selected on test.",
-        "3. PCD's ranking, weighting and S ablations reuse the tuned (T, alpha) of pcd joint "
-        "and change one option; ce has nothing to tune.",
-        "",
-        "### Tuning (val top-1 %, chosen point in bold)",
-        "",
-        "| family | grid point | val top-1 % | n |",
-        "|---|---|---|---|",
-    ]
-    for family, fam in tuning.items():
-        for p in fam["points"]:
-            chosen = p["options"] == fam["chosen"]
-            txt = _options_text(p["options"])
-            val = f"{p['mean_val_top1']:.2f}"
-            if chosen:
-                txt, val = f"**{txt}**", f"**{val}**"
-            lines.append(f"| {family} | {txt} | {val} | {len(p['val_top1'])} |")
-    lines += ["", "### Reported configurations", ""]
-    for name, (method, options) in configs.items():
-        lines.append(f"- **{name}**: `{method}` {_options_text(options)}")
-    lines.append("")
-
-    # comparisons
-    lines += [
-        "## Comparisons",
-        "",
-        "Mean ± sample std over seeds; n = number of seeds. `best epoch` is the mean "
-        "best-on-val epoch.",
-        "",
-    ]
-    summary_cmp = []
-    for i, (title, what, rows) in enumerate(comparisons(stages_default), 1):
-        present = [(label, per[name]) for label, name in rows if name in per]
-        slug = f"{i}-" + title.lower().replace(" ", "-")
-        _plot(img / f"{slug}.png", title, present)
-        lines += [f"### {i}. {title}", "", what + ".", "", *_table(present), ""]
-        lines += [f"![{title}](results/{slug}.png)", ""]
-        summary_cmp.append({"title": title, "rows": [[label, name] for label, name in rows]})
-
-    lines += _other_benches()
     (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")
     if (ROOT / "bench" / "results" / "search_bench.png").is_file():
         shutil.copyfile(ROOT / "bench" / "results" / "search_bench.png", img / "search_bench.png")
@@ -798,160 +674,100 @@ def write_report(
         "quick": quick,
         "sizes": asdict(sizes),
         "data": meta,
-        "teacher": teacher_info,
-        "student": env.student,
+        "teacher": teacher,
+        "student": student,
         "machine": _machine(),
         "wall": wall,
-        "tuning": tuning,
-        "configs": {k: {"method": m, "options": o} for k, (m, o) in configs.items()},
-        "results": per,
-        "comparisons": summary_cmp,
+        "studies": {
+            r.name: {
+                "study_dir": str(r.summary.study_dir),
+                "trained": r.trained,
+                "comparison": r.result.model_dump(mode="json"),
+            }
+            for r in (methods, ablation)
+        },
         "headline": head,
     }
     (img / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
-def _teacher_info(env: Env, meta: dict[str, Any]) -> dict[str, Any]:
-    """The teacher's accuracies and hard classes (computed as the trainer does, on val)."""
-    model, info = load_teacher(env.teacher)
-    data = load_dataset("fashion_mnist", "train", env.data.root)
-    _, val_idx = train_val_split(data.labels, env.data.val_fraction, env.data.seed)
-    loader = DeviceLoader(
-        data, val_idx, 512, shuffle=False, augment=False, seed=0, device=torch.device("cpu")
+# ---------------------------------------------------------------------------------- main
+def _source(source: Path | None) -> Path | None:
+    if source is None and not FASHION_MNIST_DEBIAN_DIR.is_dir():
+        console.print(
+            f"[red]Fashion-MNIST not found under {FASHION_MNIST_DEBIAN_DIR}: install Debian's "
+            "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source"
+        )
+        raise typer.Exit(1)
+    return source
+
+
+def _ledger(out: Path, started: float, trained: int) -> list[dict[str, Any]]:
+    """Every invocation of the report on ``out``: when, how long, how many runs it trained."""
+    path = out / "invocations.json"
+    ledger = json.loads(path.read_text()) if path.is_file() else []
+    seconds = time.perf_counter() - started
+    ledger.append(
+        {
+            "started": datetime.fromtimestamp(time.time() - seconds, UTC).isoformat(),
+            "seconds": seconds,
+            "trained": trained,
+        }
     )
-    logits, labels = predict(model, loader.epoch(0))
-    hard = hard_classes(logits, labels, 10, 0.2).tolist()
-    return {
-        "arch": info.arch,
-        "val_top1": info.val_top1,
-        "test_top1": info.test_top1,
-        "hard_classes": hard,
-        "hard_class_names": [meta["class_names"][h] for h in hard],
-    }
+    path.write_text(json.dumps(ledger, indent=1) + "\n")
+    return ledger
 
 
 @app.command()
 def main(
-    out: Path = typer.Option(ROOT / "runs" / "report", help="run store (resumable)"),
+    out: Path = typer.Option(ROOT / "runs" / "report", help="the studies (resumable)"),
     docs: Path = typer.Option(ROOT / "docs", help="where results.md and results/ go"),
     source: Path | None = typer.Option(
         None, help=f"folder of Fashion-MNIST IDX files (default: {FASHION_MNIST_DEBIAN_DIR})"
     ),
-    workers: int = typer.Option(2, help="parallel run processes (1 thread each)"),
+    workers: int = typer.Option(2, help="CPUs of the local Ray (one per trial or seed run)"),
     quick: bool = typer.Option(False, help="tiny smoke run: small subset, 1 epoch, 2 seeds"),
     student: str = typer.Option("cnn_tiny"),
     teacher_arch: str = typer.Option("cnn_small"),
 ) -> None:
     started = time.perf_counter()
     sizes = QUICK if quick else FULL
-    if quick:
-        out = out / "quick" if out == ROOT / "runs" / "report" else out
-    src = source
-    if src is None and not FASHION_MNIST_DEBIAN_DIR.is_dir():
-        console.print(
-            f"[red]Fashion-MNIST not found under {FASHION_MNIST_DEBIAN_DIR}: install Debian's "
-            "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source"
-        )
-        raise typer.Exit(1)
-    meta = prepare_data(out / "data", src, sizes)
+    if quick and out == ROOT / "runs" / "report":
+        out = out / "quick"
+    meta = prepare_data(out / "data", _source(source), sizes)
     console.print(f"data: {meta['train_subset']} train+val, {meta['test']} test images")
-    data = DataConfig(name="fashion_mnist", root=out / "data", val_fraction=sizes.val_fraction)
-
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    teacher_dir = out / "teacher"
-    artifact = RunDir(teacher_dir).teacher
-    teacher_trained = not artifact.is_file()
-    if teacher_trained:
-        t0 = time.perf_counter()
-        console.print(f"training the teacher {teacher_arch} ({sizes.teacher_epochs} epochs)")
-        train(
-            TrainConfig(
-                arch=teacher_arch,
-                data=data,
-                epochs=sizes.teacher_epochs,
-                batch_size=sizes.batch_size,
-            ),
-            teacher_dir,
-        )
-        (teacher_dir / "timing.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
-    bank = out / "logit_bank"
-    env = Env(out / "runs", artifact, student, data, sizes.epochs, sizes.batch_size, bank, 1)
-    prefill_logit_bank(
-        TrainConfig(
-            arch=student,
-            data=data,
-            method="kd",
-            teacher=artifact,
-            epochs=sizes.epochs,
-            batch_size=sizes.batch_size,
-            logit_bank=bank,
-        )
+    settings = RunnerSettings(
+        mlflow_local_dir=out / "mlflow", logit_bank_root=out / "logit_bank", num_cpus=workers
     )
-    teacher_info = _teacher_info(env, meta)
-    console.print(
-        f"teacher: val {teacher_info['val_top1']:.2f} %, test {teacher_info['test_top1']:.2f} %"
-        f", hard classes {teacher_info['hard_class_names']}"
+    spec, roots = report_spec("methods", sizes, out / "data", student, teacher_arch=teacher_arch)
+    methods = run_report_study("methods", spec, roots, out / "studies" / "methods", settings)
+    artifact = teacher_artifact(methods)
+    spec, roots = report_spec(
+        "ablation", sizes, out / "data", student, teacher=artifact, preset=ABLATION_PRESET
     )
-
-    # tuning
-    tune_jobs = []
-    for family, (method, fixed, grid) in GRIDS.items():
-        points = grid[: sizes.grid_points] if sizes.grid_points else grid
-        for point in points:
-            for s in range(sizes.tuning_seeds):
-                tune_jobs.append(Job(family, method, {**fixed, **point}, TUNING_SEED_BASE + s))
-    tuned = run_jobs(env, tune_jobs, workers, "tuning")
-    tuning = select(tuned)
-    best = {family: fam["chosen"] for family, fam in tuning.items()}
-    for family, options in best.items():
-        console.print(f"tuned {family}: {_options_text(options)}")
-
-    configs = final_configs(best)
-    jobs = [
-        Job(name, method, options, seed)
-        for name, (method, options) in configs.items()
-        for seed in range(sizes.seeds)
-    ]
-    final = run_jobs(env, jobs, workers, "final")
+    ablation = run_report_study("ablation", spec, roots, out / "studies" / "ablation", settings)
+    trained = methods.trained + ablation.trained
     wall = {
         "total": time.perf_counter() - started,
         "workers": workers,
-        "tuning_trained": sum(r["trained"] for r in tuned),
-        "tuning_seconds": sum(r["seconds"] for r in tuned),
-        "final_trained": sum(r["trained"] for r in final),
-        "teacher_seconds": json.loads((teacher_dir / "timing.json").read_text())["seconds"]
-        if (teacher_dir / "timing.json").is_file()
-        else None,
+        "invocations": _ledger(out, started, trained),
     }
-    ledger_path = out / "invocations.json"
-    ledger = json.loads(ledger_path.read_text()) if ledger_path.is_file() else []
-    ledger.append(
-        {
-            "started": datetime.fromtimestamp(time.time() - wall["total"], UTC).isoformat(),
-            "seconds": wall["total"],
-            "trained": wall["tuning_trained"] + wall["final_trained"] + int(teacher_trained),
-        }
-    )
-    ledger_path.write_text(json.dumps(ledger, indent=1) + "\n")
-    wall["invocations"] = ledger
     report = write_report(
         docs,
         meta=meta,
         sizes=sizes,
-        env=env,
-        teacher_info=teacher_info,
-        tuning=tuning,
-        configs=configs,
-        final=final,
+        student=student,
+        teacher=teacher_summary(artifact),
+        methods=methods,
+        ablation=ablation,
         wall=wall,
         quick=quick,
     )
     for line in report["headline"]:
         console.print(line)
     console.print(
-        f"wrote {docs / 'results.md'} in {wall['total'] / 60:.1f} min "
-        f"({wall['tuning_trained'] + wall['final_trained']} runs trained)"
+        f"wrote {docs / 'results.md'} in {wall['total'] / 60:.1f} min ({trained} runs trained)"
     )
 
 

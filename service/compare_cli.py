@@ -16,7 +16,8 @@ from rich.table import Table
 from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, fail
 from pcd_core.methods import METHODS
 from search_spaces import SpecError, load_spec
-from search_spaces.schema import comparison_preset, comparison_presets
+from search_spaces.schema import comparison_preset, comparison_presets, preset_questions
+from service.comparison import ablation_reading
 from service.settings import DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT, RunnerSettings
 from service.study_files import ComparisonResult, EntryResult, StudySummary
 
@@ -133,7 +134,7 @@ def compare_command(
         fail("interrupted; run the same command again (same --out) to resume", INTERRUPTED)
     except (SpecError, ValueError, FileNotFoundError, RuntimeError) as err:
         fail(err)
-    _report(summary, settings, as_json)
+    _report(summary, settings, as_json, preset_questions(preset) if preset else {})
 
 
 def _settings(num_cpus: int | None) -> RunnerSettings:
@@ -194,7 +195,9 @@ def _flag_named(message: str) -> str:
     return f"{_FIELD_FLAGS[field]}: {message}" if field in _FIELD_FLAGS else message
 
 
-def _report(summary: StudySummary, settings: RunnerSettings, as_json: bool) -> None:
+def _report(
+    summary: StudySummary, settings: RunnerSettings, as_json: bool, questions: dict[str, str]
+) -> None:
     result = summary.comparison
     assert result is not None
     if as_json:
@@ -214,6 +217,14 @@ def _report(summary: StudySummary, settings: RunnerSettings, as_json: bool) -> N
                 f"{entry.name} − {result.reference}: {_delta(entry)} (95% CI of the paired "
                 f"difference) → {entry.vs_reference.verdict}"
             )
+    if questions:
+        console.print(f"What each part of {result.reference} does on this data:")
+        for entry in result.entries:
+            if entry.name in questions and entry.vs_reference is not None:
+                console.print(
+                    f"  {entry.name} — {questions[entry.name]}: "
+                    f"{ablation_reading(entry, result.reference)}"
+                )
     from service.cli import _print_mlflow
 
     _print_mlflow(console, summary, settings.mlflow_public_url)

@@ -21,9 +21,15 @@ from typing import Any
 from search_spaces import SpecError, parse_spec
 from search_spaces.schema import StudySpec
 from service.settings import DEFAULT_MLFLOW_LOCAL_DIR, RunnerSettings
-from service.study_files import ComparisonResult, StudySummary
+from service.study_files import ComparisonResult, EntryResult, StudySummary
 
-__all__ = ["ComparisonInputs", "compare", "comparison_spec", "run_comparison_spec"]
+__all__ = [
+    "ComparisonInputs",
+    "ablation_reading",
+    "compare",
+    "comparison_spec",
+    "run_comparison_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -148,3 +154,16 @@ def _with_roots(settings: RunnerSettings, roots: dict[str, Path]) -> RunnerSetti
     from dataclasses import replace
 
     return replace(settings, **roots)
+
+
+def ablation_reading(entry: EntryResult, reference: str) -> str:
+    """What an ablation entry's paired difference to ``reference`` says about the part of the
+    reference it changes (for a preset such as pcd-ablation; questions in its file)."""
+    d = entry.vs_reference
+    if d is None:
+        return "the reference"
+    if d.ci95 is None or abs(d.mean) <= d.ci95:
+        return "no clear difference: no evidence here that it matters"
+    if d.mean < 0:
+        return f"{reference}'s choice helps: {entry.name} is worse"
+    return f"{reference}'s choice hurts here: {entry.name} is better"

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from service.study_files import StudyFolder
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,7 +51,7 @@ def test_quick_report_end_to_end(tmp_path: Path) -> None:
     report = _load_report()
     source, out, docs = tmp_path / "fmnist", tmp_path / "runs", tmp_path / "docs"
     _fake_fashion(source)
-    args = ["--quick", "--workers", "1", "--source", str(source)]
+    args = ["--quick", "--workers", "2", "--source", str(source)]
     args += ["--out", str(out), "--docs", str(docs)]
     runner = CliRunner()
     first = runner.invoke(report.app, args)
@@ -58,60 +60,52 @@ def test_quick_report_end_to_end(tmp_path: Path) -> None:
     md = (docs / "results.md").read_text()
     data = json.loads((docs / "results" / "report.json").read_text())
     assert data["data"]["train_subset"] == 600 and data["data"]["test"] == 500
-    # every comparison has its table (with n = 2 seeds on every row) and its plot
-    for i, cmp in enumerate(data["comparisons"], 1):
-        assert f"### {i}. {cmp['title']}" in md
-        for label, _name in cmp["rows"]:
-            section = md.split(f"### {i}. {cmp['title']}", 1)[1].splitlines()
-            row = next(line for line in section if line.startswith(f"| {label} | "))
-            assert row.split("|")[2].strip() == "2", row
-        png = docs / "results" / f"{i}-{cmp['title'].lower().replace(' ', '-')}.png"
-        assert png.read_bytes()[:4] == b"\x89PNG"
-    assert len(data["comparisons"]) == 6
-    # every weighting the registry offers, S = 1..5, released, with/without ranking and std
-    names = set(data["results"])
-    assert {"ce", "kd", "dkd", "pcd joint", "pcd phased", "pcd released"} <= names
-    assert {"pcd weighting=none", "pcd weighting=released", "pcd ranking=none"} <= names
-    assert {f"pcd S={k}" for k in (1, 2, 4, 5)} <= names and "pcd standardised" in names
-    assert data["configs"]["pcd S=1"]["options"]["stages"] == 1
-    for r in data["results"].values():
-        assert r["seeds"] == [0, 1] and len(r["test_top1_best_val"]) == 2
-        assert len(r["test_hard_top1"]) == 2  # ce too (from its per-class test accuracy)
-    assert "## Headline" in md and "Selection protocol" in md and "Other benchmarks" in md
+    for section in ("## Headline", "## 1. Methods", "## 2. PCD taken apart", "## Setup"):
+        assert section in md
+    assert "Selection protocol" in md and "Other benchmarks" in md
+    for name in ("methods", "ablation"):
+        assert (docs / "results" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        study = data["studies"][name]
+        # the report is a thin user of the comparison: its numbers are the study's summary
+        summary = StudyFolder(Path(study["study_dir"])).read_summary()
+        assert summary is not None and summary.comparison is not None
+        assert study["comparison"] == summary.comparison.model_dump(mode="json")
+        _check_fair_and_selected_on_val(summary)
+        for entry in summary.comparison.entries:  # every entry has its table row
+            assert any(line.startswith(f"| {entry.name} | ") for line in md.splitlines())
+    methods = data["studies"]["methods"]["comparison"]
+    names = ["ce", "kd", "dkd", "pcd", "pcd released"]
+    assert [e["name"] for e in methods["entries"]] == names
+    ablation = data["studies"]["ablation"]["comparison"]
+    by_name = {e["name"]: e for e in ablation["entries"]}
+    assert by_name["pcd S=5"]["options"] == {**by_name["pcd"]["options"], "stages": 5}
+    assert by_name["kd ce_weight=1"]["options"]["ce_weight"] == 1.0
+    # the ablation section reads every ablation entry against PCD
+    for name in by_name:
+        if name != "pcd":
+            assert f"— {name} − pcd: " in md
+    # one teacher: the ablation loads the one the methods study trained
+    ablation_dir = Path(data["studies"]["ablation"]["study_dir"])
+    assert not StudyFolder(ablation_dir).teacher_dir.exists()
 
-    # tuning selects by val: the chosen point is the argmax of the val accuracies stored in
-    # the runs themselves, and the reported config of the family is that point
-    for family, fam in data["tuning"].items():
-        vals = []
-        for p in fam["points"]:
-            method = report.GRIDS[family][0]
-            label = report.run_label(method, p["options"])
-            stored = json.loads((out / "runs" / f"{label}-s100" / "summary.json").read_text())
-            assert stored["best_val_top1"] == p["mean_val_top1"]
-            vals.append(stored["best_val_top1"])
-        assert fam["chosen"] == fam["points"][int(np.argmax(vals))]["options"]
-        assert data["configs"][family]["options"] == fam["chosen"]
-
-    # a rerun trains nothing: every run is read back from its summary.json
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
-    assert len(stamps) == data["wall"]["tuning_trained"] + data["wall"]["final_trained"]
+    # a rerun trains nothing: both studies are read back
     second = runner.invoke(report.app, args)
     assert second.exit_code == 0, second.output
     again = json.loads((docs / "results" / "report.json").read_text())
-    assert again["wall"]["tuning_trained"] == 0 and again["wall"]["final_trained"] == 0
-    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")} == stamps
-    assert again["results"] == data["results"]
+    assert [s["trained"] for s in again["studies"].values()] == [0, 0]
+    assert again["studies"] == {k: {**v, "trained": 0} for k, v in data["studies"].items()}
     ledger = json.loads((out / "invocations.json").read_text())
     assert [x["trained"] > 0 for x in ledger] == [True, False]
     assert "(1 invocation(s)," in (docs / "results.md").read_text()
 
 
-def test_select_takes_the_val_argmax() -> None:
-    report = _load_report()
-    runs = [
-        {"job": {"name": "kd", "options": {"temperature": t}}, "val_top1": v}
-        for t, v in ((2.0, 80.0), (4.0, 85.5), (8.0, 85.5), (4.0, 84.5))
-    ]
-    fam = report.select(runs)["kd"]
-    assert fam["chosen"] == {"temperature": 8.0}  # mean(85.5, 84.5) = 85.0 < 85.5
-    assert [p["mean_val_top1"] for p in fam["points"]] == [80.0, 85.0, 85.5]
+def _check_fair_and_selected_on_val(summary) -> None:
+    """Every searched entry ran the same number of trials of the same epochs, and its
+    options are those of its trial with the highest val accuracy."""
+    searched = [e for e in summary.comparison.entries if e.trials]
+    assert searched and {e.trials for e in searched} == {2}
+    for entry in searched:
+        rows = [t for t in summary.trials if t.entry == entry.name]
+        assert len(rows) == 2 and {t.epochs for t in rows} == {1}
+        best = max(rows, key=lambda t: t.best)
+        assert {k: best.config[k] for k in entry.options} == entry.options
