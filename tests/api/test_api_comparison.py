@@ -88,3 +88,22 @@ def test_a_comparison_runs_through_the_service(api) -> None:
     ce = result["entries"][0]
     assert ce["tuning"] == "nothing to tune" and len(ce["test_top1_best_val"]) == 2
     assert ce["vs_reference"]["n"] == 2 and ce["vs_reference"]["verdict"]
+
+
+def test_a_preset_is_stored_as_its_entries(inproc) -> None:
+    """`comparison: {preset: pcd-ablation}` over REST: the study holds the entries it ran
+    (its spec reads the same later, whatever the shipped file becomes); digits has the five
+    classes S=5 needs, a bad preset is a 422 naming the field."""
+    body = {**BODY, "comparison": {"preset": "pcd-ablation", "seeds": 2}}
+    validated = _post(inproc, body)
+    assert validated.status_code == 200, validated.text
+    comparison = validated.json()["spec"]["comparison"]
+    entries = comparison["entries"]
+    assert [e["name"] for e in entries][:2] == ["pcd", "pcd S=1"] and len(entries) == 9
+    assert "preset" not in comparison and comparison["reference"] == "pcd"
+    created = _post(inproc, body, validate_only=False)
+    assert created.status_code in (201, 202), created.text
+    study = inproc.get(created.headers["location"], headers=RW).json()
+    assert study["trials"]["pending"] == 2 * 2  # pcd's and kd ce_weight=1's searches
+    bad = {**BODY, "comparison": {"preset": "nope"}}
+    _problem(_post(inproc, bad), 422, "comparison: preset: unknown preset 'nope'")
