@@ -496,6 +496,9 @@ def _tuner(
     # the budget may be raised while the search runs: the limiter keeps to the current one
     limiter = BudgetedLimiter(searcher, spec.concurrency, str(study_dir), spec.budget.trials)
     limits = StudyLimits(spec, str(study_dir))  # the goal and the failed-trial limit
+    # Tune's new console output ignores verbose=0 and prints a box with num_samples (10000,
+    # the limiter's ceiling, not the budget); the driver reports its own progress
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
