@@ -391,7 +391,19 @@ def _machine() -> dict[str, Any]:
 def _other_benches() -> list[str]:
     """The other bench scripts' results: their committed JSON where there is one, else the
     last measured figures quoted from the README (not re-run by make report)."""
-    lines = ["## Other benchmarks", ""]
+    return [
+        "## Other benchmarks",
+        "",
+        *_search_bench_lines(),
+        *_api_bench_lines(),
+        *_gpu_lines(),
+        *_cpu_lines(),
+    ]
+
+
+def _search_bench_lines() -> list[str]:
+    """bench/search_bench.py's committed result."""
+    lines: list[str] = []
     search = ROOT / "bench" / "results" / "search_bench.json"
     if search.is_file():
         d = json.loads(search.read_text())
@@ -422,6 +434,12 @@ def _other_benches() -> list[str]:
         if (ROOT / "bench" / "results" / "search_bench.png").is_file():
             lines += ["", "![search strategies](results/search_bench.png)"]
         lines.append("")
+    return lines
+
+
+def _api_bench_lines() -> list[str]:
+    """bench/api_bench.py's committed result."""
+    lines: list[str] = []
     api = ROOT / "bench" / "results" / "api_bench.json"
     if api.is_file():
         d = json.loads(api.read_text())
@@ -449,6 +467,12 @@ def _other_benches() -> list[str]:
             "(warm local Ray, stored teacher, the API's warm driver).",
             "",
         ]
+    return lines
+
+
+def _gpu_lines() -> list[str]:
+    """bench/gpu_check.py's committed H100 result."""
+    lines: list[str] = []
     gpu = ROOT / "bench" / "results" / "gpu_check_h100.json"
     if gpu.is_file():
         head = json.loads(gpu.read_text())["headline"]
@@ -482,6 +506,12 @@ def _other_benches() -> list[str]:
                 + ", ".join(f"{m} {v:.1f}x" for m, v in ratios.items() if m != "kd_loss")
             )
         lines.append("")
+    return lines
+
+
+def _cpu_lines() -> list[str]:
+    """The CPU loss and step figures, quoted from README.md's Measured section."""
+    lines: list[str] = []
     lines += [
         "### Loss and training step on the CPU (last measured; quoted from README.md)",
         "",
@@ -596,27 +626,8 @@ def _plot(ran: Ran, img: Path, name: str) -> str | None:
     return f"![{name}](results/{name}.png)"
 
 
-def write_report(
-    docs: Path,
-    *,
-    meta: dict[str, Any],
-    sizes: Sizes,
-    student: str,
-    teacher: dict[str, Any],
-    methods: Ran,
-    ablation: Ran,
-    wall: dict[str, Any],
-    quick: bool,
-) -> dict[str, Any]:
-    """``DOCS/results.md``, its plots and ``DOCS/results/report.json``; the JSON."""
-    img = docs / "results"
-    img.mkdir(parents=True, exist_ok=True)
-    head = headline(methods.result, ablation.result)
-    lines = ["# Results: PCD against KD and DKD on Fashion-MNIST, and PCD taken apart", ""]
-    if quick:
-        lines += ["**QUICK SMOKE RUN: tiny data, 1 epoch; the numbers mean nothing.**", ""]
-    lines += ["## Headline", "", *head, ""]
-    lines += [
+def _methods_section(methods: Ran, img: Path) -> list[str]:
+    return [
         "## 1. Methods, each tuned with the same budget",
         "",
         f"`pcd compare --methods ce,kd,dkd,pcd` plus the authors' released code (`pcd "
@@ -627,6 +638,11 @@ def write_report(
         "",
         *([p] if (p := _plot(methods, img, "methods")) else []),
         "",
+    ]
+
+
+def _ablation_section(ablation: Ran, img: Path) -> list[str]:
+    return [
         "## 2. PCD taken apart (the shipped `pcd-ablation` comparison)",
         "",
         "`pcd compare --preset pcd-ablation` (or a study's `comparison: {preset: "
@@ -645,7 +661,11 @@ def write_report(
         "",
         CAVEATS,
         "",
-        *_setup_lines(meta, sizes, student, teacher, [methods, ablation], wall),
+    ]
+
+
+def _searches_section(methods: Ran, ablation: Ran) -> list[str]:
+    return [
         "### Searches (best-epoch val top-1 %, the chosen trial in bold)",
         "",
         "#### Methods",
@@ -665,12 +685,19 @@ def write_report(
         "    --teacher-arch cnn_small --preset pcd-ablation --seeds 5 --trials 12",
         "```",
         "",
-        *_other_benches(),
     ]
-    (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")
-    if (ROOT / "bench" / "results" / "search_bench.png").is_file():
-        shutil.copyfile(ROOT / "bench" / "results" / "search_bench.png", img / "search_bench.png")
-    report = {
+
+
+def _report_json(
+    meta: dict[str, Any],
+    sizes: Sizes,
+    student: str,
+    teacher: dict[str, Any],
+    studies: list[Ran],
+    wall: dict[str, Any],
+    quick: bool,
+) -> dict[str, Any]:
+    return {
         "quick": quick,
         "sizes": asdict(sizes),
         "data": meta,
@@ -684,10 +711,38 @@ def write_report(
                 "trained": r.trained,
                 "comparison": r.result.model_dump(mode="json"),
             }
-            for r in (methods, ablation)
+            for r in studies
         },
-        "headline": head,
+        "headline": headline(studies[0].result, studies[1].result),
     }
+
+
+def write_report(
+    docs: Path,
+    *,
+    meta: dict[str, Any],
+    sizes: Sizes,
+    student: str,
+    teacher: dict[str, Any],
+    methods: Ran,
+    ablation: Ran,
+    wall: dict[str, Any],
+    quick: bool,
+) -> dict[str, Any]:
+    """``DOCS/results.md``, its plots and ``DOCS/results/report.json``; the JSON."""
+    img = docs / "results"
+    img.mkdir(parents=True, exist_ok=True)
+    report = _report_json(meta, sizes, student, teacher, [methods, ablation], wall, quick)
+    lines = ["# Results: PCD against KD and DKD on Fashion-MNIST, and PCD taken apart", ""]
+    if quick:
+        lines += ["**QUICK SMOKE RUN: tiny data, 1 epoch; the numbers mean nothing.**", ""]
+    lines += ["## Headline", "", *report["headline"], ""]
+    lines += _methods_section(methods, img) + _ablation_section(ablation, img)
+    lines += _setup_lines(meta, sizes, student, teacher, [methods, ablation], wall)
+    lines += _searches_section(methods, ablation) + _other_benches()
+    (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")
+    if (ROOT / "bench" / "results" / "search_bench.png").is_file():
+        shutil.copyfile(ROOT / "bench" / "results" / "search_bench.png", img / "search_bench.png")
     (img / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
