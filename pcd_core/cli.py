@@ -62,6 +62,7 @@ from pcd_core.train import (
     DataConfig,
     EpochMetrics,
     RunResult,
+    TeacherInfo,
     TrainConfig,
     default_epochs,
     load_teacher,
@@ -715,25 +716,10 @@ def distill(
     hint = _ResumeHint()
     with _errors(hint):
         _set_threads(threads)
-        raw = _parse_sets(sets or [])
-        parsed = parse_options(method, raw)  # unknown method / option -> MethodOptionError
-        if not needs_teacher(method):
-            raise _UsageError(
-                f"method {method!r} trains without a teacher; use `pcd teacher train`"
-            )
-        if teacher_hash is not None:
-            teacher_hash = teacher_hash.strip().lower()
-            if not teacher_hash or any(c not in "0123456789abcdef" for c in teacher_hash):
-                raise _UsageError(f"--teacher-hash must be hex digits, got {teacher_hash!r}")
-        # Typed values (4 -> 4.0), only for the options given: the run config stays minimal.
-        options = parsed.model_dump(include=set(raw))
-        # The teacher must load and verify before any data is loaded (and names the data set
-        # when --dataset is left out); the method must fit its class count.
-        _, info = load_teacher(teacher, expected_hash=teacher_hash)
-        build_method(method, options).check(info.num_classes)
-        dataset = info.dataset if dataset is None else dataset
-        if image_size is None and dataset == "image_folder":
-            image_size = info.image_size  # the student sees what the teacher saw
+        options = _distill_options(method, sets or [])
+        teacher_hash = _clean_hash(teacher_hash)
+        info = _checked_teacher(teacher, teacher_hash, method, options)
+        dataset, image_size = _teacher_data(info, dataset, image_size)
         config = _build_config(
             arch=student,
             method=method,
@@ -756,22 +742,72 @@ def distill(
         out_dir = out or Path("runs") / f"{method}-{student}-{config.data.name}-s{seed}"
         hint.out_dir = out_dir
         _check_out_dir(out_dir, resume)
-        settings = _settings_line(config, epochs is not None)
-        header = (
-            f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
-            f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
-        )
         result, tracked = _run(
             config,
             out_dir,
             resume=resume,
             quiet=quiet,
             label=f"{method} {student}",
-            settings=settings,
-            header=header,
+            settings=_settings_line(config, epochs is not None),
+            header=_distill_header(info, student, method),
             kind="distill",
             track=not no_track,
         )
+    _print_distilled(result, tracked, method, student, out_dir)
+
+
+def _distill_options(method: str, sets: Sequence[str]) -> dict[str, Any]:
+    """The --set options, checked against the method's schema and typed (4 -> 4.0); only
+    those given, so that the run config stays minimal."""
+    raw = _parse_sets(sets)
+    parsed = parse_options(method, raw)  # unknown method / option -> MethodOptionError
+    if not needs_teacher(method):
+        raise _UsageError(f"method {method!r} trains without a teacher; use `pcd teacher train`")
+    return parsed.model_dump(include=set(raw))
+
+
+def _clean_hash(teacher_hash: str | None) -> str | None:
+    """--teacher-hash in lower case; anything but hex digits is a usage error."""
+    if teacher_hash is None:
+        return None
+    teacher_hash = teacher_hash.strip().lower()
+    if not teacher_hash or any(c not in "0123456789abcdef" for c in teacher_hash):
+        raise _UsageError(f"--teacher-hash must be hex digits, got {teacher_hash!r}")
+    return teacher_hash
+
+
+def _checked_teacher(
+    teacher: Path, teacher_hash: str | None, method: str, options: dict[str, Any]
+) -> TeacherInfo:
+    """The teacher loads and verifies before any data is loaded (it names the data set when
+    --dataset is left out); the method must fit its class count."""
+    _, info = load_teacher(teacher, expected_hash=teacher_hash)
+    build_method(method, options).check(info.num_classes)
+    return info
+
+
+def _teacher_data(
+    info: TeacherInfo, dataset: str | None, image_size: int | None
+) -> tuple[str, int | None]:
+    """--dataset and --image-size, defaulting to the teacher's data set and, for an image
+    folder, its image size (the student sees what the teacher saw)."""
+    dataset = info.dataset if dataset is None else dataset
+    if image_size is None and dataset == "image_folder":
+        image_size = info.image_size
+    return dataset, image_size
+
+
+def _distill_header(info: TeacherInfo, student: str, method: str) -> str:
+    return (
+        f"teacher {info.arch} ({info.dataset}, hash {info.content_hash[:12]}, "
+        f"test top-1 {info.test_top1:.2f}%) -> student {student}, method {method}"
+    )
+
+
+def _print_distilled(
+    result: RunResult, tracked: list[str], method: str, student: str, out_dir: Path
+) -> None:
+    """The student's test scores, its hard classes' included, and the tracker's lines."""
     if not result.completed:
         fail(f"the run stopped before its last epoch; resume with --resume ({out_dir})")
     selected, which = result.test.get("best_val"), "best-on-val weights"

@@ -16,7 +16,7 @@ Every command reports an expected failure with pcd_core.cli_errors.fail: one lin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,7 +30,18 @@ from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, OneLineErrors, fail
 from search_spaces import SpecError, builtin_names, load_spec
 from service.api_commands import parse_overrides, remote_app
 from service.compare_cli import compare_app
-from service.settings import DEFAULT_DATA_ROOT, DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT
+from service.settings import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_MLFLOW_LOCAL_DIR,
+    DEFAULT_TEACHER_ROOT,
+    RunnerSettings,
+)
+
+if TYPE_CHECKING:  # imported where used: Ray, MLflow and torch load only for the command run
+    from search_spaces.reproduce import Benchmark, Pair
+    from search_spaces.schema import StudySpec
+    from service.reproduce import ReproduceRequest, Reproduction
+    from service.study_files import StudySummary
 
 serve_app = typer.Typer()  # the `serve` command, merged into the root
 study_app = typer.Typer(
@@ -168,19 +179,42 @@ def study_run(
     ] = None,
 ) -> None:
     """Run a study to the end (or resume it, if --out holds a started one)."""
+    study = _load_study(spec, set_)
+    folder = out or study_dir or Path("runs") / "studies" / study.name
+    settings = _study_settings(
+        tracking_uri=tracking_uri,
+        optuna_storage=optuna_storage,
+        ray_address=ray_address,
+        data_root=data_root,
+        teacher_root=teacher_root,
+        num_cpus=num_cpus,
+    )
+    console = Console()
+    result = _run_study_live(study, folder, settings, console, quiet)
+    _print_study(console, study, result, settings.mlflow_public_url)
+
+
+def _load_study(spec: str, sets: list[str] | None) -> StudySpec:
+    """The spec with its --set overrides; a bad one is a usage error."""
     try:
-        study = load_spec(spec, parse_overrides(set_ or []))
+        return load_spec(spec, parse_overrides(sets or []))
     except SpecError as err:
         fail(str(err), USAGE_ERROR)
-    from service.promotion_view import promotion_lines
-    from service.ranking import ranked
-    from service.runner.live import LiveTrialTable
-    from service.runner.study import StudyError, run_study
-    from service.settings import RunnerSettings
 
-    folder = out or study_dir or Path("runs") / "studies" / study.name
+
+def _study_settings(
+    *,
+    tracking_uri: str | None,
+    optuna_storage: str | None,
+    ray_address: str | None,
+    data_root: Path,
+    teacher_root: Path,
+    num_cpus: int | None,
+) -> RunnerSettings:
+    """The runner's settings from the options; the MLflow local store and public URL, which
+    have no option, from the environment."""
     env = RunnerSettings.from_env()
-    settings = RunnerSettings(
+    return RunnerSettings(
         tracking_uri=tracking_uri,
         mlflow_local_dir=env.mlflow_local_dir or DEFAULT_MLFLOW_LOCAL_DIR,
         mlflow_public_url=env.mlflow_public_url,
@@ -190,7 +224,16 @@ def study_run(
         teacher_root=teacher_root,
         num_cpus=num_cpus,
     )
-    console = Console()
+
+
+def _run_study_live(
+    study: StudySpec, folder: Path, settings: RunnerSettings, console: Console, quiet: bool
+) -> StudySummary:
+    """Run the study, showing a live table of its trials and its phases unless ``quiet``;
+    a failure or Ctrl-C exits with one line."""
+    from service.runner.live import LiveTrialTable
+    from service.runner.study import StudyError, run_study
+
     callbacks = (
         []
         if quiet
@@ -201,7 +244,7 @@ def study_run(
         ]
     )
     try:
-        result = run_study(
+        return run_study(
             study,
             folder,
             settings,
@@ -212,6 +255,30 @@ def study_run(
         fail("interrupted; run the same command again to resume the study", INTERRUPTED)
     except (StudyError, SpecError, ValueError, FileNotFoundError) as err:
         fail(str(err))
+
+
+def _print_study(
+    console: Console, study: StudySpec, result: StudySummary, public_url: str | None
+) -> None:
+    """The leaderboard, the promoted run, the best configuration and where the study is."""
+    from service.promotion_view import promotion_lines
+
+    console.print(_leaderboard(study, result))
+    for line in promotion_lines(result.promotion, "trained on train+val, last epoch"):
+        console.print(line)
+    console.print(
+        f"best {study.objective.metric} (val): {result.best_value}; config {result.best_config}"
+    )
+    if result.stop_reason:
+        console.print(f"search ended early: {result.stop_reason}")
+    _print_mlflow(console, result, public_url)
+    console.print(f"study folder: {result.study_dir}")
+
+
+def _leaderboard(study: StudySpec, result: StudySummary) -> Table:
+    """The trials, best first, with their configurations."""
+    from service.ranking import ranked
+
     table = Table(title=f"study {study.name}: leaderboard ({study.objective.metric}, val)")
     for col in ("trial", "status", "epochs", "best", "config"):
         table.add_column(col)
@@ -226,16 +293,7 @@ def study_run(
                 for k, v in row.config.items()
             ),
         )
-    console.print(table)
-    for line in promotion_lines(result.promotion, "trained on train+val, last epoch"):
-        console.print(line)
-    console.print(
-        f"best {study.objective.metric} (val): {result.best_value}; config {result.best_config}"
-    )
-    if result.stop_reason:
-        console.print(f"search ended early: {result.stop_reason}")
-    _print_mlflow(console, result, settings.mlflow_public_url)
-    console.print(f"study folder: {result.study_dir}")
+    return table
 
 
 def _print_mlflow(console: Console, result: Any, public_url: str | None) -> None:
@@ -287,36 +345,15 @@ def reproduce_cifar100(
     configurations, no search) over seeds and write OUT/table.md beside the published numbers.
     Teachers are trained first when absent; a rerun skips what is finished."""
     from search_spaces.reproduce import load_benchmark
-    from service.reproduce import ReproduceError, ReproduceRequest, Reproduction, select
+    from service.reproduce import ReproduceRequest
 
     bench = load_benchmark("cifar100")
     if list_pairs:
-        for pair in bench.pairs:
-            published = ", ".join(f"{k} {v.value:.2f}" for k, v in pair.published.items())
-            typer.echo(f"{pair.id:24s} {pair.family:5s} {published}")
+        _list_pairs(bench)
         return
-    try:
-        chosen_pairs, chosen_methods = select(bench, pairs, methods)
-    except ReproduceError as err:
-        fail(str(err), USAGE_ERROR)
-    for name, value in (
-        ("--seeds", seeds),
-        ("--epochs", epochs),
-        ("--teacher-epochs", teacher_epochs),
-    ):
-        if value is not None and value < 1:
-            fail(f"{name} must be at least 1, got {value}", USAGE_ERROR)
-    if cpus_per_run <= 0 or gpus_per_run < 0 or parallel < 0:
-        fail("--cpus-per-run must be > 0, --gpus-per-run and --parallel >= 0", USAGE_ERROR)
-    from pcd_core.data import DatasetError, load_dataset
-    from pcd_core.train import CheckpointError
-    from service.runner.study import StudyError
-    from service.settings import RunnerSettings
-
-    try:
-        load_dataset(bench.dataset, "test", data_root)  # a missing archive: one line, now
-    except DatasetError as err:
-        fail(str(err))
+    chosen_pairs, chosen_methods = _select(bench, pairs, methods)
+    _check_counts(seeds, epochs, teacher_epochs, cpus_per_run, gpus_per_run, parallel)
+    _check_data(bench, data_root)
     run_epochs = epochs or bench.epochs
     request = ReproduceRequest(
         pairs=chosen_pairs,
@@ -333,23 +370,74 @@ def reproduce_cifar100(
     )
     settings = RunnerSettings(tracking_uri=tracking_uri, ray_address=ray_address, num_cpus=num_cpus)
     console = Console()
+    repro, data = _reproduce(bench, request, settings, console)
+    _report_reproduction(console, repro, data)
+
+
+def _list_pairs(bench: Benchmark) -> None:
+    for pair in bench.pairs:
+        published = ", ".join(f"{k} {v.value:.2f}" for k, v in pair.published.items())
+        typer.echo(f"{pair.id:24s} {pair.family:5s} {published}")
+
+
+def _select(bench: Benchmark, pairs: str, methods: str) -> tuple[list[Pair], list[str]]:
+    """The pairs and methods asked for; an unknown one is a usage error."""
+    from service.reproduce import ReproduceError, select
+
+    try:
+        return select(bench, pairs, methods)
+    except ReproduceError as err:
+        fail(str(err), USAGE_ERROR)
+
+
+def _check_counts(
+    seeds: int,
+    epochs: int | None,
+    teacher_epochs: int | None,
+    cpus_per_run: float,
+    gpus_per_run: float,
+    parallel: int,
+) -> None:
+    for name, value in (
+        ("--seeds", seeds),
+        ("--epochs", epochs),
+        ("--teacher-epochs", teacher_epochs),
+    ):
+        if value is not None and value < 1:
+            fail(f"{name} must be at least 1, got {value}", USAGE_ERROR)
+    if cpus_per_run <= 0 or gpus_per_run < 0 or parallel < 0:
+        fail("--cpus-per-run must be > 0, --gpus-per-run and --parallel >= 0", USAGE_ERROR)
+
+
+def _check_data(bench: Benchmark, data_root: Path) -> None:
+    """A missing archive fails with one line now, not in every study later."""
+    from pcd_core.data import DatasetError, load_dataset
+
+    try:
+        load_dataset(bench.dataset, "test", data_root)
+    except DatasetError as err:
+        fail(str(err))
+
+
+def _reproduce(
+    bench: Benchmark, request: ReproduceRequest, settings: RunnerSettings, console: Console
+) -> tuple[Reproduction, dict[str, Any]]:
+    """Plan the studies, train what is missing and write the table: the reproduction and the
+    table's data. A failure or Ctrl-C exits with one line."""
+    from pcd_core.data import DatasetError
+    from pcd_core.train import CheckpointError
+    from service.reproduce import ReproduceError, Reproduction
+    from service.runner.study import StudyError
+
     try:
         repro = Reproduction(bench, request, settings)
         missing = repro.load_teachers()
         repro.plan()
-        skipped = sum(s.status == "skipped" for s in repro.studies)
-        console.print(
-            f"{len(repro.studies)} studies ({len(chosen_pairs)} pairs x {len(chosen_methods)} "
-            f"methods, {seeds} seeds, {run_epochs} epochs), {skipped} finished before; teachers: "
-            f"{len(repro.teachers)} reused, {len(missing)} to train; "
-            f"{cpus_per_run:g} CPU + {gpus_per_run:g} GPU per run on "
-            f"{ray_address or 'a local Ray'}",
-            highlight=False,
-        )
+        console.print(_plan_line(repro, missing, settings.ray_address), highlight=False)
         if repro.needs_work():
             _reproduce_run(repro, missing, settings, console)
         repro.record_teachers()
-        data = repro.write_table()
+        return repro, repro.write_table()
     except KeyboardInterrupt:
         import ray
 
@@ -358,6 +446,23 @@ def reproduce_cifar100(
         fail("interrupted; run the same command again to resume", INTERRUPTED)
     except (ReproduceError, StudyError, CheckpointError, SpecError, DatasetError) as err:
         fail(str(err))
+
+
+def _plan_line(repro: Reproduction, missing: list[str], ray_address: str | None) -> str:
+    """What the reproduction will run, what is finished, and where."""
+    req = repro.req
+    skipped = sum(s.status == "skipped" for s in repro.studies)
+    return (
+        f"{len(repro.studies)} studies ({len(req.pairs)} pairs x {len(req.methods)} "
+        f"methods, {req.seeds} seeds, {req.epochs} epochs), {skipped} finished before; teachers: "
+        f"{len(repro.teachers)} reused, {len(missing)} to train; "
+        f"{req.cpus:g} CPU + {req.gpus:g} GPU per run on "
+        f"{ray_address or 'a local Ray'}"
+    )
+
+
+def _report_reproduction(console: Console, repro: Reproduction, data: dict[str, Any]) -> None:
+    """The table beside the published numbers; exits 1 when a study failed."""
     _print_reproduction(console, data)
     console.print(f"table: {repro.out / 'table.md'} and table.json", highlight=False)
     failed = [r for r in data["rows"] if r.get("status") == "failed"]
