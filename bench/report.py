@@ -57,6 +57,7 @@ from service.comparison import (
     comparison_spec,
     run_comparison_spec,
 )
+from service.runner.comparison_report import plot_comparison
 from service.settings import RunnerSettings
 from service.study_files import ComparisonResult, EntryResult, StudyFolder, StudySummary
 
@@ -320,6 +321,23 @@ def ablation_lines(result: ComparisonResult, questions: dict[str, str]) -> list[
     return lines
 
 
+def plainly(ablation: ComparisonResult, questions: dict[str, str]) -> str:
+    """The ablation in one sentence: which parts of PCD clearly help, which make no clear
+    difference and which clearly hurt on this data."""
+    groups: dict[str, list[str]] = {"help": [], "same": [], "hurt": []}
+    for e in ablation.entries:
+        if e.vs_reference is None or e.name not in questions:
+            continue
+        part = f"{questions[e.name].split(' (')[0]} ({e.name})"
+        key = "help" if _clearly(e, worse=True) else "hurt" if _clearly(e, worse=False) else "same"
+        groups[key].append(part)
+    return (
+        f"**Plainly, on this data:** what clearly helps: {'; '.join(groups['help']) or 'none'}. "
+        f"No clear difference (within the seeds' noise): {'; '.join(groups['same']) or 'none'}. "
+        f"Clearly better when changed: {'; '.join(groups['hurt']) or 'none'}."
+    )
+
+
 def headline(methods: ComparisonResult, ablation: ComparisonResult) -> list[str]:
     ref = methods.entry(methods.reference)
     best = max(methods.entries, key=lambda e: e.best_val if e.best_val is not None else -1.0)
@@ -337,13 +355,9 @@ def headline(methods: ComparisonResult, ablation: ComparisonResult) -> list[str]
                 f"- {e.name} − {methods.reference}: {_delta_points(e)} (95 % CI of the paired "
                 f"difference) → **{verdict}**"
             )
-    helps = [e.name for e in ablation.entries if e.vs_reference and _clearly(e, worse=True)]
-    hurts = [e.name for e in ablation.entries if e.vs_reference and _clearly(e, worse=False)]
-    same = [e.name for e in ablation.entries if e.vs_reference and e.name not in helps + hurts]
     lines.append(
-        f"- PCD taken apart (the `{ABLATION_PRESET}` comparison, {ablation.seeds} seeds): "
-        f"clearly worse than PCD: {', '.join(helps) or 'none'}; clearly better: "
-        f"{', '.join(hurts) or 'none'}; no clear difference: {', '.join(same) or 'none'}."
+        f"- PCD taken apart (the `{ABLATION_PRESET}` comparison, {ablation.seeds} seeds). "
+        + plainly(ablation, preset_questions(ABLATION_PRESET))
     )
     return lines
 
@@ -618,10 +632,9 @@ def _student_params(student: str) -> int:
     return count_parameters(build_model(student, 10, 1, 28))
 
 
-def _plot(ran: Ran, img: Path, name: str) -> str | None:
-    plot = StudyFolder(ran.summary.study_dir).comparison_plot
-    if not plot.is_file():
-        return None
+def _plot(ran: Ran, img: Path, name: str) -> str:
+    """The study's comparison plot, drawn again (the code's current drawing) and copied."""
+    plot = plot_comparison(ran.result, StudyFolder(ran.summary.study_dir))
     shutil.copyfile(plot, img / f"{name}.png")
     return f"![{name}](results/{name}.png)"
 
@@ -636,7 +649,7 @@ def _methods_section(methods: Ran, img: Path) -> list[str]:
         "",
         *comparison_table(methods.result),
         "",
-        *([p] if (p := _plot(methods, img, "methods")) else []),
+        _plot(methods, img, "methods"),
         "",
     ]
 
@@ -651,13 +664,15 @@ def _ablation_section(ablation: Ran, img: Path) -> list[str]:
         "at PCD's cross-entropy weight of 1, so that a difference to it is the PCD term's, "
         "not the CE weight's; ce is the student alone.",
         "",
-        "Which parts of PCD help on this data:",
+        plainly(ablation.result, preset_questions(ABLATION_PRESET)),
+        "",
+        "Each part, read from its paired difference to PCD:",
         "",
         *ablation_lines(ablation.result, preset_questions(ABLATION_PRESET)),
         "",
         *comparison_table(ablation.result),
         "",
-        *([p] if (p := _plot(ablation, img, "ablation")) else []),
+        _plot(ablation, img, "ablation"),
         "",
         CAVEATS,
         "",

@@ -163,7 +163,7 @@ def ablation_reading(entry: EntryResult, reference: str) -> str:
     if d is None:
         return "the reference"
     if d.ci95 is None or abs(d.mean) <= d.ci95:
-        return "no clear difference: no evidence here that it matters"
+        return "no clear difference (the interval includes 0: within the seeds' noise)"
     if d.mean < 0:
         return f"{reference}'s choice helps: {entry.name} is worse"
     return f"{reference}'s choice hurts here: {entry.name} is better"

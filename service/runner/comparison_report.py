@@ -59,7 +59,8 @@ def plot_comparison(result: ComparisonResult, folder: StudyFolder):
         ax.scatter([i] * len(entry.test_top1_best_val), entry.test_top1_best_val, color="k", s=12)
     ax.set_xticks(range(len(names)), names, rotation=20)
     low = min(min(e.test_top1_best_val) for e in result.entries)
-    ax.set_ylim(max(0.0, low - 5.0), 100.0)
+    high = max(max(e.test_top1_best_val) for e in result.entries)
+    ax.set_ylim(max(0.0, low - 5.0), min(100.0, high + 3.0))  # differences of a point show
     ax.set_ylabel("test top-1 % (best-on-val epoch)")
     ax.set_title(
         f"{len(result.entries)} entries x {result.seeds} seeds; error bars: 95 % CI of the "
