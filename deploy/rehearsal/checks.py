@@ -84,6 +84,11 @@ def tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
+def run_id_of_link(link: str) -> str:
+    """The run id of an MLflow UI run link: .../#/experiments/E/runs/ID?workflowType=..."""
+    return link.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
 def verify(api: str, token: str, study_id: str, mlflow: str, n_trials: str) -> None:
     with api_client(api, token) as c:
         s = study(c, study_id)
@@ -98,7 +103,7 @@ def verify(api: str, token: str, study_id: str, mlflow: str, n_trials: str) -> N
     for t in trials:
         print(f"[rehearse-compose]   trial {t['trial_id']} {t['outcome']} epochs={t['epochs']}")
 
-    parent_id = s["links"]["mlflow"].rstrip("/").rsplit("/", 1)[-1]
+    parent_id = run_id_of_link(s["links"]["mlflow"])
     r = httpx.get(f"{mlflow}/api/2.0/mlflow/runs/get", params={"run_id": parent_id}, timeout=30)
     if r.status_code != 200:
         fail(f"MLflow has no parent run {parent_id}: {r.status_code} {r.text[:300]}")

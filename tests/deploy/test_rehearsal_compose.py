@@ -136,3 +136,18 @@ def test_a_cpu_build_takes_the_matching_local_wheel(tmp_path: Path) -> None:
 def test_without_extras_torch_comes_from_pytorchs_index(tmp_path: Path) -> None:
     out = _pip_install(tmp_path, "cu126", [])
     assert out.strip().endswith("--index-url https://download.pytorch.org/whl/cu126")
+
+
+def test_the_rehearsal_reads_the_run_id_of_the_apis_own_link() -> None:
+    """The rehearsal finds the study's parent run from the link the API gives (a query on
+    the link once made it ask MLflow for 'ID?workflowType=...')."""
+    import importlib.util
+
+    from service.mlflow_links import run_url
+
+    spec = importlib.util.spec_from_file_location("checks", DEPLOY / "rehearsal" / "checks.py")
+    assert spec is not None and spec.loader is not None
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    link = run_url("http://127.0.0.1:5000", "3", "caee15fb4b7a4253ad38d10539d76131")
+    assert checks.run_id_of_link(link) == "caee15fb4b7a4253ad38d10539d76131"
