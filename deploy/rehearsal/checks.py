@@ -2,6 +2,8 @@
 
   submit  API TOKEN SPEC OVERRIDES_JSON      -> prints the study id
   wait    API TOKEN STUDY running|done SECS  -> waits for a running trial / a final status
+  nodes   API TOKEN STUDY MLFLOW N SECS      -> waits until trials have reported from N Ray
+                                                nodes (their runs' pcd.node_ip); prints them
   verify  API TOKEN STUDY MLFLOW N_TRIALS    -> the study, its trials and its MLflow runs;
                                                 prints a JSON summary (parent run, nodes)
 Each prints what it saw; a failed check exits non-zero with one line saying which.
@@ -84,6 +86,36 @@ def tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
+def _nodes_reported(c: httpx.Client, study_id: str, mlflow: str) -> tuple[set[str], str]:
+    """The Ray nodes the study's trials have reported from so far, and its status."""
+    s = study(c, study_id)
+    link = (s.get("links") or {}).get("mlflow")
+    if not link:
+        return set(), s["status"]
+    r = httpx.get(
+        f"{mlflow}/api/2.0/mlflow/runs/get", params={"run_id": run_id_of_link(link)}, timeout=30
+    )
+    if r.status_code != 200:
+        return set(), s["status"]
+    found = {tags(ch).get(Tags.NODE_IP) for ch in mlflow_children(mlflow, r.json()["run"])}
+    return {n for n in found if n}, s["status"]
+
+
+def nodes(api: str, token: str, study_id: str, mlflow: str, want: str, seconds: str) -> None:
+    """Wait until trials have reported from ``want`` nodes (the worker kill comes after: a
+    trial that ends on the surviving worker carries only that node's tag)."""
+    deadline, seen = time.monotonic() + float(seconds), set()
+    with api_client(api, token) as c:
+        while time.monotonic() < deadline:
+            seen, status = _nodes_reported(c, study_id, mlflow)
+            if len(seen) >= int(want) or status in FINAL:
+                break
+            time.sleep(0.5)
+    print(f"[rehearse-compose] trials reported from {len(seen)} node(s): {sorted(seen)}")
+    if len(seen) < int(want):
+        fail(f"trials reported from {len(seen)} node(s) within {seconds} s, expected {want}")
+
+
 def run_id_of_link(link: str) -> str:
     """The run id of an MLflow UI run link: .../#/experiments/E/runs/ID?workflowType=..."""
     return link.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -133,5 +165,5 @@ def verify(api: str, token: str, study_id: str, mlflow: str, n_trials: str) -> N
 
 
 if __name__ == "__main__":
-    commands = {"submit": submit, "wait": wait, "verify": verify}
+    commands = {"submit": submit, "wait": wait, "nodes": nodes, "verify": verify}
     commands[sys.argv[1]](*sys.argv[2:])
