@@ -55,6 +55,7 @@ from service.comparison import (
     ComparisonInputs,
     ablation_reading,
     comparison_spec,
+    delta_text,
     run_comparison_spec,
 )
 from service.runner.comparison_report import plot_comparison
@@ -264,14 +265,6 @@ def _tuning_text(entry: EntryResult) -> str:
     return f"searched, {entry.trials} trials" if entry.trials else entry.tuning
 
 
-def _delta_text(entry: EntryResult) -> str:
-    d = entry.vs_reference
-    if d is None:
-        return "reference"
-    ci = "no interval" if d.ci95 is None else f"± {d.ci95:.2f}"
-    return f"{d.mean:+.2f} {ci} ({d.wins}/{d.n} ahead)"
-
-
 def _delta_points(entry: EntryResult) -> str:
     """The paired difference in prose: points, interval, seeds ahead."""
     d = entry.vs_reference
@@ -299,10 +292,11 @@ def comparison_table(result: ComparisonResult) -> list[str]:
     ]
     for e in result.entries:
         verdict = "reference" if e.vs_reference is None else e.vs_reference.verdict
+        delta = "reference" if e.vs_reference is None else delta_text(e)
         lines.append(
             f"| {e.name} | {_options_text(e.options)} ({_tuning_text(e)}) "
             f"| {_pm(e.test_top1_best_val)} | {_pm(e.test_top1_last)} | {_pm(e.hard_top1)} "
-            f"| {_delta_text(e)} | {_hard_delta(e, ref)} | {verdict} |"
+            f"| {delta} | {_hard_delta(e, ref)} | {verdict} |"
         )
     return lines
 

@@ -17,7 +17,7 @@ from pcd_core.cli_errors import INTERRUPTED, USAGE_ERROR, fail
 from pcd_core.methods import METHODS
 from search_spaces import SpecError, load_spec
 from search_spaces.schema import comparison_preset, comparison_presets, preset_questions
-from service.comparison import ablation_reading
+from service.comparison import ablation_reading, delta_text
 from service.settings import DEFAULT_MLFLOW_LOCAL_DIR, DEFAULT_TEACHER_ROOT, RunnerSettings
 from service.study_files import ComparisonResult, EntryResult, StudySummary
 
@@ -214,7 +214,7 @@ def _report(
     for entry in result.entries:
         if entry.vs_reference is not None:
             console.print(
-                f"{entry.name} − {result.reference}: {_delta(entry)} (95% CI of the paired "
+                f"{entry.name} − {result.reference}: {delta_text(entry)} (95% CI of the paired "
                 f"difference) → {entry.vs_reference.verdict}"
             )
     if questions:
@@ -233,14 +233,6 @@ def _report(
 
 def _pm(mean: float, std: float) -> str:
     return f"{mean:.2f} ± {std:.2f}"
-
-
-def _delta(entry: EntryResult) -> str:
-    d = entry.vs_reference
-    if d is None:
-        return "-"
-    ci = "n/a (one seed)" if d.ci95 is None else f"{d.ci95:.2f}"
-    return f"{d.mean:+.2f} ± {ci} ({d.wins}/{d.n} ahead)"
 
 
 def _options(entry: EntryResult) -> str:
@@ -268,7 +260,7 @@ def results_table(result: ComparisonResult) -> Table:
             "-"
             if e.hard_top1_stats is None
             else _pm(e.hard_top1_stats.mean, e.hard_top1_stats.std),
-            _delta(e),
+            delta_text(e),
             "reference" if e.vs_reference is None else e.vs_reference.verdict,
         )
     return table

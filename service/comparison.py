@@ -28,6 +28,7 @@ __all__ = [
     "ablation_reading",
     "compare",
     "comparison_spec",
+    "delta_text",
     "run_comparison_spec",
 ]
 
@@ -154,6 +155,16 @@ def _with_roots(settings: RunnerSettings, roots: dict[str, Path]) -> RunnerSetti
     from dataclasses import replace
 
     return replace(settings, **roots)
+
+
+def delta_text(entry: EntryResult) -> str:
+    """An entry's paired difference to the reference: mean, 95 % interval (none with one
+    seed or the same difference on every seed), the seeds on which it is ahead."""
+    d = entry.vs_reference
+    if d is None:
+        return "-"
+    ci = "± n/a" if d.ci95 is None else f"± {d.ci95:.2f}"
+    return f"{d.mean:+.2f} {ci} ({d.wins}/{d.n} ahead)"
 
 
 def ablation_reading(entry: EntryResult, reference: str) -> str:
