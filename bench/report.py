@@ -28,6 +28,7 @@ version (small subset, 1 epoch, 2 seeds, 2 trials per search).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -45,6 +46,7 @@ import torch
 import typer
 from rich.console import Console
 
+from pcd_core.compare import format_mean_std
 from pcd_core.data import FASHION_MNIST_DEBIAN_DIR, load_idx_dataset
 from pcd_core.models import build_model, count_parameters
 from pcd_core.stats import paired_difference
@@ -249,13 +251,6 @@ def teacher_summary(artifact: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ markdown
-def _pm(values: list[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
-
 def _options_text(options: dict[str, Any]) -> str:
     parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()]
     return ", ".join(parts) or "defaults"
@@ -277,7 +272,7 @@ def _hard_delta(entry: EntryResult, ref: EntryResult) -> str:
     if entry is ref or not entry.hard_top1 or not ref.hard_top1:
         return "-"
     d = paired_difference(entry.hard_top1, ref.hard_top1)
-    ci = "no interval" if d.ci95 != d.ci95 else f"± {d.ci95:.2f}"
+    ci = "no interval" if math.isnan(d.ci95) else f"± {d.ci95:.2f}"
     return f"{d.mean:+.2f} {ci}"
 
 
@@ -295,7 +290,8 @@ def comparison_table(result: ComparisonResult) -> list[str]:
         delta = "reference" if e.vs_reference is None else delta_text(e)
         lines.append(
             f"| {e.name} | {_options_text(e.options)} ({_tuning_text(e)}) "
-            f"| {_pm(e.test_top1_best_val)} | {_pm(e.test_top1_last)} | {_pm(e.hard_top1)} "
+            f"| {format_mean_std(e.test_top1_best_val)} | {format_mean_std(e.test_top1_last)} "
+            f"| {format_mean_std(e.hard_top1)} "
             f"| {delta} | {_hard_delta(e, ref)} | {verdict} |"
         )
     return lines
@@ -338,7 +334,7 @@ def headline(methods: ComparisonResult, ablation: ComparisonResult) -> list[str]
     lines = [
         f"- Methods, each tuned on val with the same budget ({ref.trials} trials) and sampler, "
         f"{methods.seeds} seeds; {methods.reference} (tuned: {_options_text(ref.options)}) "
-        f"reaches {_pm(ref.test_top1_best_val)} % test top-1 at its best-on-val epoch.",
+        f"reaches {format_mean_std(ref.test_top1_best_val)} % test top-1 at its best-on-val epoch.",
         f"- Highest val accuracy of a search (the selection criterion): **{best.name}** "
         f"({best.best_val:.2f} % val).",
     ]
